@@ -1,0 +1,59 @@
+# agora: make, make check, make demo, make install, make clean
+-include config.mk
+
+LIBSRC = buf clock conf control crash err exec fsio id init lock map plan reconcile \
+	sched spawn state submit cli
+PROGS = agora agora-init agora-validate agora-submit agora-reconcile agora-serve \
+	agora-watch agora-status agora-ctl
+LIBEXEC = agora-exec
+MAN1 = $(PROGS:%=doc/%.1)
+MAN5 = doc/agora-plan.5 doc/agora-state.5
+MAN7 = doc/agora.7
+
+LIBOBJ = $(LIBSRC:%=build/%.o)
+BINS = $(PROGS:%=bin/%) $(LIBEXEC:%=bin/%)
+
+all: $(BINS)
+
+config.mk:
+	./configure
+
+build/%.o: src/%.c src/agora.h src/banned.h config.mk
+	@mkdir -p build
+	@echo "CC $<"; $(CC) $(CFLAGS) -DLIBEXECDIR='"$(LIBEXECDIR)"' -c -o $@ $<
+
+build/libagora.a: $(LIBOBJ)
+	rm -f $@
+	ar rcs $@ $(LIBOBJ)
+
+bin/%: build/%.o build/libagora.a
+	@mkdir -p bin
+	@echo "LD $@"; $(CC) $(LDFLAGS) -o $@ $< build/libagora.a $(LIBS)
+
+bin/agora-helper: t/helper/agora-helper.c build/libagora.a src/agora.h
+	@mkdir -p bin
+	$(CC) $(CFLAGS) -Isrc $(LDFLAGS) -o $@ $< build/libagora.a $(LIBS)
+
+check: all
+	@sh t/run
+
+demo: all
+	@sh examples/fanout/run.sh
+
+install: all
+	mkdir -p $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR) \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7
+	cp $(PROGS:%=bin/%) $(DESTDIR)$(BINDIR)/
+	cp $(LIBEXEC:%=bin/%) $(DESTDIR)$(LIBEXECDIR)/
+	cp $(MAN1) $(DESTDIR)$(MANDIR)/man1/
+	cp $(MAN5) $(DESTDIR)$(MANDIR)/man5/
+	cp $(MAN7) $(DESTDIR)$(MANDIR)/man7/
+
+clean:
+	rm -rf build bin
+
+distclean: clean
+	rm -f config.mk
+
+.PHONY: all check demo install clean distclean
+.SECONDARY: $(LIBOBJ)

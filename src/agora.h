@@ -1,0 +1,450 @@
+/*
+ * agora: the internal library shared by every agora-<verb> program.
+ *
+ * Conventions (libgit2's): functions return 0 or a negative AG_E* code and
+ * set a one-line message with ag_error_set() where the failure happens;
+ * out-parameters come first and are named out; the library never prints
+ * (cli.c does) and never exits.
+ */
+#ifndef AGORA_H
+#define AGORA_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#define AG_VERSION "0.1.0"
+
+/* error codes */
+#define AG_ERROR	-1	/* temporary: I/O, memory (exit 111) */
+#define AG_ENOTFOUND	-2	/* permanent: unknown run, item, file (exit 100) */
+#define AG_EEXISTS	-3	/* permanent: already there (exit 100) */
+#define AG_ELOCKED	-4	/* temporary: lock busy (exit 111) */
+#define AG_EINVALID	-5	/* permanent: bad usage or input (exit 100) */
+
+/* limits */
+#define AG_PATH_MAX		4096
+#define AG_JPATH_MAX		512
+#define AG_ID_MAX		128
+#define AG_TIME_LEN		32
+#define AG_BUF_DEFAULT_MAX	(64u << 20)
+#define AG_PLAN_MAX		(64 << 20)
+#define AG_ITEMS_MAX		100000
+#define AG_STRING_MAX		65536
+#define AG_DEPS_MAX		10000
+#define AG_LOCKS_MAX		256
+#define AG_LOCKKEY_MAX		1024
+#define AG_PLAN_DEPTH_MAX	32
+#define AG_PLAN_ERRORS_MAX	1000
+#define AG_PRIO_MAX		1000000000
+#define AG_TIMEOUT_MAX		(30 * 86400)
+#define AG_LOG_MAX		((size_t)1 << 30)
+#define AG_LINE_MAX		(1 << 20)
+#define AG_CONTROL_LINE_MAX	4096
+
+/* ---- err.c: the last error message ---- */
+
+/* Set the message and return code, so callers write return ag_error_set(...). */
+int ag_error_set(int code, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* The same, with ": strerror(errno)" appended; ENOENT turns AG_ERROR into AG_ENOTFOUND. */
+int ag_error_sys(int code, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+const char *ag_error_msg(void);
+void ag_error_clear(void);
+/* Map an AG_E* code to the exit codes of DESIGN.md: 0, 100 or 111. */
+int ag_exit_code(int code);
+
+/* ---- buf.c: bounded growable buffers ---- */
+
+struct ag_buf {
+	char *ptr;
+	size_t len;
+	size_t cap;
+	size_t max;
+};
+
+void ag_buf_init(struct ag_buf *b, size_t max);
+int ag_buf_grow(struct ag_buf *b, size_t extra);
+int ag_buf_put(struct ag_buf *b, const void *data, size_t len);
+int ag_buf_puts(struct ag_buf *b, const char *s);
+int ag_buf_printf(struct ag_buf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void ag_buf_reset(struct ag_buf *b);
+void ag_buf_release(struct ag_buf *b);
+/* Hand the bytes to the caller (never NULL) and leave b empty. */
+char *ag_buf_detach(struct ag_buf *b);
+/* An untrusted string made printable for a message (static, 4 in rotation). */
+const char *ag_quote(const char *s, size_t len);
+
+/* ---- fsio.c: the write rules ---- */
+
+int ag_path(char *out, size_t size, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+int ag_fsync_dir(const char *dir);
+int ag_fsync_parent(const char *path);
+int ag_write_all(int fd, const void *data, size_t len);
+/* Temp name in the same directory, fsync, rename, fsync the directory. */
+int ag_write_atomic(const char *path, const void *data, size_t len, int mode);
+/* O_EXCL create, write, fsync, fsync the directory (AG_EEXISTS if present). */
+int ag_create_excl(const char *path, const void *data, size_t len, int mode);
+/* Read a whole file (or "-" for stdin) of at most max bytes. */
+int ag_read_file(struct ag_buf *out, const char *path, size_t max);
+int ag_mkdir(const char *path, int mode);
+int ag_exists(const char *path);
+/* Poke agora-serve through DIR/wake; never blocks, never fails. */
+void ag_wake(const char *dir);
+
+/* ---- clock.c ---- */
+
+int64_t ag_now_ms(void);
+int64_t ag_mono_ms(void);
+void ag_time_fmt(char out[AG_TIME_LEN], int64_t ms);
+int ag_time_parse(int64_t *out, const char *s);
+
+/* ---- id.c: ids, lock keys, hashes ---- */
+
+/* 0 if s[0..len) is a valid id, else AG_EINVALID with a message. */
+int ag_id_check(const char *s, size_t len);
+int ag_id_valid(const char *s);
+int ag_sha256_hex(char out[65], const void *data, size_t len);
+/* The file name under locks/ for a lock key. */
+int ag_lock_filename(char *out, size_t size, const char *key);
+
+/* ---- map.c: string -> index hash table (keys are borrowed) ---- */
+
+struct ag_map {
+	size_t cap;
+	size_t len;
+	const char **keys;
+	size_t *vals;
+};
+
+int ag_map_init(struct ag_map *m, size_t n);
+void ag_map_release(struct ag_map *m);
+int ag_map_put(struct ag_map *m, const char *key, size_t val);
+int ag_map_get(const struct ag_map *m, const char *key, size_t *out);
+
+/* ---- conf.c: agora.conf ---- */
+
+struct ag_queue {
+	char *name;
+	int concurrency;	/* 0 = unlimited */
+};
+
+struct ag_executor {
+	char *name;
+	char *kind;		/* "exec" */
+	char *command;		/* run with sh -c when inputs give no argv or sh */
+	char **passenv;
+	size_t npassenv;
+};
+
+struct ag_slot {
+	char *name;
+	int capacity;
+	int64_t wait_ms;	/* 0 = wait forever */
+};
+
+struct ag_conf {
+	char *dir;
+	int concurrency;	/* global; 0 = unlimited */
+	int max_attempts;
+	int64_t backoff_ms;
+	int64_t backoff_max_ms;
+	int64_t lease_ttl_ms;
+	int64_t lease_grace_ms;
+	int64_t kill_grace_ms;
+	char *default_queue;
+	char *porki_executor;
+	char **passenv;
+	size_t npassenv;
+	struct ag_queue *queues;
+	size_t nqueues;
+	struct ag_executor *executors;
+	size_t nexecutors;
+	struct ag_slot *slots;
+	size_t nslots;
+};
+
+int ag_conf_load(struct ag_conf *c, const char *dir);
+void ag_conf_release(struct ag_conf *c);
+const struct ag_queue *ag_conf_queue(const struct ag_conf *c, const char *name);
+const struct ag_executor *ag_conf_executor(const struct ag_conf *c, const char *name);
+const struct ag_slot *ag_conf_slot(const struct ag_conf *c, const char *name);
+/* Delay before the attempt after the given number of failures. */
+int64_t ag_conf_backoff_ms(const struct ag_conf *c, int failures);
+/* "1.5", "500ms", "2m", "1h" (plain numbers are seconds). */
+int ag_parse_duration_ms(int64_t *out, const char *s);
+
+/* ---- plan.c: parse and validate plans ---- */
+
+struct ag_plan_opts {
+	const char *name;	/* file name used in messages */
+	const char *executor;	/* porki DAGs: the items' executor */
+	const char *id;		/* overrides the run id */
+	const char *queue;	/* overrides the queue */
+};
+
+/*
+ * Parse and validate a plan in either format. On failure returns
+ * AG_EINVALID and appends every error to errs, one per line.
+ */
+int ag_plan_parse(json_t **out, struct ag_buf *errs, const struct ag_conf *conf,
+    const char *text, size_t len, const struct ag_plan_opts *o);
+
+/* ---- state.c: a run's state, rebuilt from status.jsonl ---- */
+
+enum ag_status {
+	AG_PENDING,
+	AG_READY,
+	AG_RUNNING,
+	AG_DONE,
+	AG_FAILED,
+	AG_SKIPPED,
+	AG_CANCELLED,
+	AG_NSTATUS
+};
+
+struct ag_item_slot {
+	const char *name;
+	int n;
+};
+
+struct ag_item {
+	const char *id;		/* borrowed from the plan */
+	json_t *spec;		/* the item's plan object, borrowed */
+	size_t *deps;
+	size_t ndeps;
+	size_t *rdeps;		/* dependents */
+	size_t nrdeps;
+	const char **locks;
+	size_t nlocks;
+	struct ag_item_slot *slots;
+	size_t nslots;
+	int priority;
+	int max_attempts;
+	int64_t timeout_ms;	/* 0 = none */
+
+	enum ag_status status;
+	int attempt;		/* latest attempt number, 0 = never fired */
+	int failures;		/* counted failed attempts since the last RETRY */
+	int64_t ready_at;
+	int64_t retry_at;
+	int cancel_req;
+	int drop_req;
+	char *reason;
+};
+
+struct ag_run {
+	char *id;
+	char *dir;		/* runs/<id> */
+	json_t *plan;
+	const char *queue;
+	int64_t submitted_at;
+	struct ag_item *items;
+	size_t nitems;
+	size_t *topo;		/* item indexes, dependencies first */
+	struct ag_map idx;
+
+	int want_pause;		/* from run-level PAUSE/RESUME */
+	int global_paused;	/* from the global control file */
+	int paused;		/* as last logged (run.paused/run.resumed) */
+	int want_cancel;
+	int cancelled;
+	int completed;
+	char outcome[16];
+	int64_t control_off;
+	int64_t global_off;
+	size_t count[AG_NSTATUS];
+
+	/* the log */
+	int64_t seq;		/* next seq */
+	char prev[65];
+	int64_t log_size;
+	int log_fd;		/* O_APPEND, only while a tick holds tick.lock */
+	int dirty;		/* lines appended since the last fsync */
+	int changed;
+};
+
+extern const char *const ag_status_names[AG_NSTATUS];
+int ag_status_terminal(enum ag_status s);
+
+/*
+ * Load runs/<id>: the plan, then every line of status.jsonl replayed. With
+ * writable set, the log is opened for appending and a torn last line (a
+ * crashed writer's) is cut off; the caller must hold tick.lock.
+ */
+int ag_run_load(struct ag_run **out, const struct ag_conf *c, const char *id, int writable);
+/* writable = -1: load the plan only; follow the log with ag_run_follow(). */
+int ag_run_follow(struct ag_run *r, void (*cb)(void *, const char *, size_t, const json_t *),
+    void *arg);
+void ag_run_free(struct ag_run *r);
+int ag_run_item(const struct ag_run *r, const char *id, size_t *out);
+/* Apply one parsed event to the in-memory state. */
+void ag_run_apply(struct ag_run *r, const json_t *ev);
+/* A new event object with seq, at, run and event set, in that order. */
+json_t *ag_event_new(const struct ag_run *r, const char *event);
+/* Append ev (which this steals) to status.jsonl with its prev, then apply it. */
+int ag_run_emit(struct ag_run *r, json_t *ev);
+int ag_run_sync(struct ag_run *r);
+/* Write runs/<id>/state.json, the snapshot cache. */
+int ag_run_snapshot(struct ag_run *r);
+json_t *ag_run_summary(const struct ag_run *r, int with_items);
+
+/* ---- sched.c: pure scheduling decisions, no I/O ---- */
+
+enum ag_action_kind {
+	AG_ACT_READY,
+	AG_ACT_SKIP,
+	AG_ACT_FIRE,
+	AG_ACT_FAIL,
+	AG_ACT_WAIT
+};
+
+struct ag_action {
+	enum ag_action_kind kind;
+	struct ag_run *run;
+	size_t item;
+	char reason[256];
+	char blocked_by[AG_ID_MAX * 2 + 2];	/* run/item or item */
+};
+
+struct ag_actions {
+	struct ag_action *v;
+	size_t len;
+	size_t cap;
+};
+
+void ag_actions_release(struct ag_actions *a);
+/* Pending items that become ready, or skipped (transitively). */
+int ag_sched_advance(struct ag_actions *out, const struct ag_run *r);
+/*
+ * Which ready items fire now, in fire order, across all active runs; the
+ * others get a WAIT (or a FAIL for a slot wait timeout) saying why.
+ */
+int ag_sched_pick(struct ag_actions *out, struct ag_run **runs, size_t nruns,
+    const struct ag_conf *c, int64_t now);
+/* Why a pending item waits ("dependency 'x' (running)"). */
+void ag_sched_pending_reason(char *out, size_t size, const struct ag_run *r, size_t item);
+
+/* ---- control.c: the control files ---- */
+
+enum ag_verb {
+	AG_V_PAUSE,
+	AG_V_RESUME,
+	AG_V_CANCEL,
+	AG_V_RETRY,
+	AG_V_DROP,
+	AG_V_ELEVATE,
+	AG_V_UNKNOWN
+};
+
+struct ag_directive {
+	enum ag_verb verb;
+	char verb_name[32];
+	char item[AG_ID_MAX + 1];
+	long priority;
+	char actor[AG_ID_MAX + 1];
+	char error[256];	/* non-empty: the line is malformed */
+};
+
+/* Parse one line; returns 1 for a directive, 0 for a blank or comment. */
+int ag_directive_parse(struct ag_directive *out, const char *line, size_t len);
+const char *ag_verb_name(enum ag_verb v);
+int ag_verb_parse(const char *s, enum ag_verb *out);
+/* Append one directive line to a control file in one write(2). */
+int ag_control_append(const char *path, const char *line);
+
+/* ---- lock.c ---- */
+
+/* Open (creating) a lock file and flock it; AG_ELOCKED if busy and nonblock. */
+int ag_lock_open(int *out, const char *path, int nonblock);
+/* 1 if someone holds a flock on path, 0 if free (or missing). */
+int ag_lock_held(const char *path);
+
+/* ---- reconcile.c: the tick ---- */
+
+struct ag_tick_opts {
+	int nonblock;		/* -n: AG_ELOCKED when another tick runs */
+	int quiet;
+};
+
+struct ag_tick_stats {
+	int ingested;
+	int rejected;
+	int fired;
+	int reaped;
+	int completed;
+	int events;
+	int64_t next_at;	/* the earliest backoff gate, or 0: when to tick again */
+};
+
+struct ag_tick_cache;
+
+int ag_tick(struct ag_tick_stats *out, const char *dir, const struct ag_tick_opts *o,
+    struct ag_tick_cache **cache);
+void ag_tick_cache_free(struct ag_tick_cache *c);
+
+/* ---- crash points (tests only) ---- */
+
+/* If AGORA_TEST_CRASH names this point, die here with SIGKILL. */
+void ag_crash_point(const char *name);
+
+/* ---- spawn.c: start a supervisor ---- */
+
+/*
+ * Start agora-exec for one attempt, detached (double fork, setsid), with
+ * the lease descriptor as fd 3 and the lock descriptors from fd 4 on.
+ */
+int ag_spawn_supervisor(const char *dir, const char *run, const char *item, int attempt,
+    int lease_fd, const int *lock_fds, size_t nlocks);
+const char *ag_libexec_path(const char *prog, char *buf, size_t size);
+
+/* ---- exec.c: the supervisor ---- */
+
+int ag_exec_attempt(const char *dir, const char *run, const char *item, int attempt,
+    size_t nlocks);
+
+/* ---- submit.c: inbox delivery ---- */
+
+struct ag_submit_opts {
+	const char *file;
+	const char *actor;
+	struct ag_plan_opts plan;
+};
+
+/* Validate, then deliver into inbox/; *out is the run id. */
+int ag_submit(char **out, struct ag_buf *errs, const char *dir, const struct ag_submit_opts *o);
+
+/* "human:<login name>", the actor when none is given. */
+int ag_default_actor(char *out, size_t size);
+
+/* ---- init.c ---- */
+
+int ag_init(const char *dir);
+
+/* ---- state directory helpers ---- */
+
+/* The state directory from -d, $AGORA_DIR or ".". */
+const char *ag_state_dir(const char *opt);
+/* AG_ENOTFOUND "unknown run" unless runs/<id> exists. */
+int ag_run_exists(const char *dir, const char *id);
+/* 1 if a plan for this run id waits in inbox/new. */
+int ag_run_queued(const char *dir, const char *id);
+
+/* ---- cli.c: the only place that prints errors or exits ---- */
+
+extern const char *ag_prog;
+void ag_cli_init(int argc, char **argv);
+/* Print "prog: message" and exit with the code's exit status. */
+void ag_die(int code) __attribute__((noreturn));
+/* Print the usage line to stderr and exit 100. */
+void ag_usage(const char *usage) __attribute__((noreturn));
+/* -h: print the usage line to stdout and exit 0. */
+void ag_help(const char *usage) __attribute__((noreturn));
+void ag_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

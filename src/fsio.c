@@ -1,0 +1,219 @@
+/*
+ * The only way state files are written: a temp name in the same
+ * directory, fsync, rename, fsync of the directory. Logs are appended a
+ * whole line per write(2).
+ */
+#include "agora.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "banned.h"
+
+int
+ag_path(char *out, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(out, size, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= size)
+		return ag_error_set(AG_EINVALID, "path too long: '%s'", ag_quote(out, strlen(out)));
+	return 0;
+}
+
+int
+ag_fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0)
+		return ag_error_sys(AG_ERROR, "cannot open directory '%s'", dir);
+	if (fsync(fd) < 0 && errno != EINVAL) {
+		close(fd);
+		return ag_error_sys(AG_ERROR, "cannot fsync directory '%s'", dir);
+	}
+	close(fd);
+	return 0;
+}
+
+int
+ag_fsync_parent(const char *path)
+{
+	char dir[AG_PATH_MAX];
+	char *slash;
+
+	if (ag_path(dir, sizeof(dir), "%s", path) < 0)
+		return AG_EINVALID;
+	slash = strrchr(dir, '/');
+	if (!slash)
+		return ag_fsync_dir(".");
+	if (slash == dir)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	return ag_fsync_dir(dir);
+}
+
+int
+ag_write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int
+write_temp(const char *path, char *tmp, size_t tmpsize, const void *data,
+    size_t len, int mode, int sync)
+{
+	const char *base = strrchr(path, '/');
+	int fd = -1;
+
+	base = base ? base + 1 : path;
+	if (ag_path(tmp, tmpsize, "%.*s.%s.tmp%ld", (int)(base - path), path,
+	    base, (long)getpid()) < 0)
+		return AG_EINVALID;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+	if (fd < 0)
+		return ag_error_sys(AG_ERROR, "cannot create '%s'", tmp);
+	if (ag_write_all(fd, data, len) < 0 || (sync && fsync(fd) < 0)) {
+		int rc = ag_error_sys(AG_ERROR, "cannot write '%s'", tmp);
+		close(fd);
+		unlink(tmp);
+		return rc;
+	}
+	if (close(fd) < 0) {
+		int rc = ag_error_sys(AG_ERROR, "cannot write '%s'", tmp);
+		unlink(tmp);
+		return rc;
+	}
+	return 0;
+}
+
+int
+ag_write_atomic(const char *path, const void *data, size_t len, int mode)
+{
+	char tmp[AG_PATH_MAX];
+	int rc;
+
+	if ((rc = write_temp(path, tmp, sizeof(tmp), data, len, mode, 1)) < 0)
+		return rc;
+	if (rename(tmp, path) < 0) {
+		rc = ag_error_sys(AG_ERROR, "cannot rename '%s' to '%s'", tmp, path);
+		unlink(tmp);
+		return rc;
+	}
+	return ag_fsync_parent(path);
+}
+
+int
+ag_create_excl(const char *path, const void *data, size_t len, int mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+
+	if (fd < 0)
+		return ag_error_sys(errno == EEXIST ? AG_EEXISTS : AG_ERROR,
+		    "cannot create '%s'", path);
+	if (ag_write_all(fd, data, len) < 0 || fsync(fd) < 0) {
+		int rc = ag_error_sys(AG_ERROR, "cannot write '%s'", path);
+		close(fd);
+		unlink(path);
+		return rc;
+	}
+	close(fd);
+	return ag_fsync_parent(path);
+}
+
+int
+ag_read_file(struct ag_buf *out, const char *path, size_t max)
+{
+	char chunk[65536];
+	int fd, rc = 0;
+	ssize_t n;
+
+	if (strcmp(path, "-") == 0)
+		fd = 0;
+	else if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return ag_error_sys(AG_ERROR, "cannot read '%s'", path);
+	ag_buf_init(out, max);
+	for (;;) {
+		n = read(fd, chunk, sizeof(chunk));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = ag_error_sys(AG_ERROR, "cannot read '%s'", path);
+			break;
+		}
+		if (n == 0)
+			break;
+		if (out->len + (size_t)n > max) {
+			rc = ag_error_set(AG_EINVALID, "'%s' is larger than %zu bytes", path, max);
+			break;
+		}
+		if ((rc = ag_buf_put(out, chunk, (size_t)n)) < 0)
+			break;
+	}
+	if (rc == 0 && !out->ptr)
+		rc = ag_buf_put(out, "", 0);
+	if (fd != 0)
+		close(fd);
+	if (rc < 0)
+		ag_buf_release(out);
+	return rc;
+}
+
+int
+ag_mkdir(const char *path, int mode)
+{
+	if (mkdir(path, (mode_t)mode) < 0 && errno != EEXIST)
+		return ag_error_sys(AG_ERROR, "cannot create directory '%s'", path);
+	return 0;
+}
+
+int
+ag_exists(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0;
+}
+
+/*
+ * Poke agora-serve through the wake FIFO. Nobody listening is fine: the
+ * open fails with ENXIO and cron's next tick sees the change anyway.
+ */
+void
+ag_wake(const char *dir)
+{
+	char path[AG_PATH_MAX];
+	int fd;
+
+	if (ag_path(path, sizeof(path), "%s/wake", dir) < 0)
+		return;
+	fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (write(fd, "!", 1) < 0) {
+		/* a full FIFO already holds a wake-up */
+	}
+	close(fd);
+}

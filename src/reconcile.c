@@ -1,0 +1,1236 @@
+/*
+ * One tick: ingest, apply control directives, reap, ready, fire, cascade,
+ * complete. Everything a tick decides is first appended to the runs'
+ * status.jsonl; supervisors start only after those lines are fsynced, so
+ * a crash anywhere never starts an attempt twice. Every step can be
+ * re-run: a tick after a crash finishes what the crashed one began.
+ */
+#include "agora.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "banned.h"
+
+struct ag_tick_cache {
+	struct ag_run **runs;
+	size_t nruns;
+	int64_t last_snapshot;
+};
+
+struct pending_spawn {
+	struct ag_run *run;
+	size_t item;
+	int attempt;
+	int lease_fd;
+	int *lock_fds;
+	size_t nlocks;
+};
+
+struct tick {
+	const char *dir;
+	struct ag_conf conf;
+	struct ag_tick_stats *stats;
+	struct ag_buf warn;
+	struct ag_run **runs;
+	size_t nruns;
+	struct pending_spawn *spawns;
+	size_t nspawns;
+	struct ag_buf global;	/* the global control file */
+	int global_paused;	/* its standing PAUSE/RESUME state */
+	int64_t now;
+};
+
+static void
+warn(struct tick *t, const char *what, const char *msg)
+{
+	ag_buf_printf(&t->warn, "%s%s%s\n", what, *what ? ": " : "", msg);
+}
+
+/* ---- names in directories ---- */
+
+static int
+name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int
+list_dir(char ***out, size_t *n, const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	char **v = NULL;
+	size_t len = 0, cap = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (!d)
+		return ag_error_sys(AG_ERROR, "cannot open directory '%s'", path);
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		if (len == cap) {
+			char **nv;
+			cap = cap ? cap * 2 : 32;
+			if (!(nv = realloc(v, cap * sizeof(*v))))
+				goto oom;
+			v = nv;
+		}
+		if (!(v[len] = strdup(e->d_name)))
+			goto oom;
+		len++;
+	}
+	closedir(d);
+	if (len)
+		qsort(v, len, sizeof(*v), name_cmp);
+	*out = v;
+	*n = len;
+	return 0;
+oom:
+	closedir(d);
+	while (len)
+		free(v[--len]);
+	free(v);
+	return ag_error_set(AG_ERROR, "out of memory");
+}
+
+static void
+free_list(char **v, size_t n)
+{
+	while (n)
+		free(v[--n]);
+	free(v);
+}
+
+/* ---- control files ---- */
+
+/* The standing PAUSE/RESUME state of the global control file. */
+static void
+read_global(struct tick *t)
+{
+	char path[AG_PATH_MAX];
+	size_t off = 0;
+
+	ag_buf_init(&t->global, 0);
+	t->global_paused = 0;
+	if (ag_path(path, sizeof(path), "%s/control", t->dir) < 0 ||
+	    ag_read_file(&t->global, path, 16u << 20) < 0) {
+		ag_buf_init(&t->global, 0);
+		return;
+	}
+	while (off < t->global.len) {
+		char *nl = memchr(t->global.ptr + off, '\n', t->global.len - off);
+		struct ag_directive d;
+		if (!nl)
+			break;
+		if (ag_directive_parse(&d, t->global.ptr + off, (size_t)(nl - t->global.ptr - off)) &&
+		    !d.error[0]) {
+			if (d.verb == AG_V_PAUSE)
+				t->global_paused = 1;
+			else if (d.verb == AG_V_RESUME)
+				t->global_paused = 0;
+		}
+		off = (size_t)(nl - t->global.ptr) + 1;
+	}
+}
+
+static size_t
+global_whole_len(const struct tick *t)
+{
+	size_t n = t->global.len;
+
+	while (n > 0 && t->global.ptr[n - 1] != '\n')
+		n--;
+	return n;
+}
+
+static int
+emit_rejected(struct ag_run *r, const struct ag_directive *d, const char *why,
+    const char *offkey, int64_t off)
+{
+	json_t *ev = ag_event_new(r, "control.rejected");
+
+	json_object_set_new(ev, "directive", json_string(d->verb_name));
+	if (d->item[0])
+		json_object_set_new(ev, "item", json_string(d->item));
+	json_object_set_new(ev, "actor", json_string(d->actor));
+	json_object_set_new(ev, "reason", json_string(why));
+	json_object_set_new(ev, offkey, json_integer(off));
+	return ag_run_emit(r, ev);
+}
+
+/* Check a run-level directive against the state; "" if it applies. */
+static void
+judge(char *why, size_t size, const struct ag_run *r, const struct ag_directive *d)
+{
+	const struct ag_item *it = NULL;
+	size_t i;
+
+	why[0] = '\0';
+	if (d->error[0]) {
+		snprintf(why, size, "%s", d->error);
+		return;
+	}
+	if (d->item[0]) {
+		if (ag_run_item(r, d->item, &i) < 0) {
+			snprintf(why, size, "unknown item '%s'", d->item);
+			return;
+		}
+		it = &r->items[i];
+	}
+	switch (d->verb) {
+	case AG_V_CANCEL:
+		if (it && ag_status_terminal(it->status))
+			snprintf(why, size, "item '%s' is already %s", it->id,
+			    ag_status_names[it->status]);
+		else if (r->want_cancel)
+			snprintf(why, size, "run is already cancelled");
+		break;
+	case AG_V_RETRY:
+		if (r->want_cancel)
+			snprintf(why, size, "run is cancelled");
+		else if (it->status != AG_FAILED && it->status != AG_CANCELLED &&
+		    it->status != AG_SKIPPED)
+			snprintf(why, size, "item '%s' is %s; RETRY takes a failed, cancelled or skipped item",
+			    it->id, ag_status_names[it->status]);
+		break;
+	case AG_V_DROP:
+		if (it->status != AG_RUNNING)
+			snprintf(why, size, "item '%s' is %s, not running", it->id,
+			    ag_status_names[it->status]);
+		break;
+	case AG_V_ELEVATE:
+		if (ag_status_terminal(it->status))
+			snprintf(why, size, "item '%s' is already %s", it->id,
+			    ag_status_names[it->status]);
+		break;
+	default:
+		break;
+	}
+}
+
+static int
+apply_lines(struct tick *t, struct ag_run *r, const char *data, size_t len,
+    int64_t base, int global)
+{
+	size_t off = 0;
+	int rc;
+
+	while (off < len) {
+		const char *nl = memchr(data + off, '\n', len - off);
+		struct ag_directive d;
+		int64_t end;
+		char why[300];
+
+		if (!nl)
+			break;	/* an unfinished line: its writer is still at it */
+		end = base + (int64_t)(nl - data) + 1;
+		if (ag_directive_parse(&d, data + off, (size_t)(nl - data - off))) {
+			if (global) {
+				why[0] = '\0';
+				if (d.error[0])
+					snprintf(why, sizeof(why), "%s", d.error);
+				else if (d.verb != AG_V_PAUSE && d.verb != AG_V_RESUME)
+					snprintf(why, sizeof(why),
+					    "the global control file takes only PAUSE and RESUME");
+			} else {
+				judge(why, sizeof(why), r, &d);
+			}
+			if (why[0]) {
+				rc = emit_rejected(r, &d, why, global ? "globalOffset" : "offset", end);
+			} else {
+				json_t *ev = ag_event_new(r, "control.applied");
+				json_object_set_new(ev, "directive", json_string(ag_verb_name(d.verb)));
+				if (d.item[0])
+					json_object_set_new(ev, "item", json_string(d.item));
+				if (d.verb == AG_V_ELEVATE)
+					json_object_set_new(ev, "priority", json_integer(d.priority));
+				if (global)
+					json_object_set_new(ev, "scope", json_string("global"));
+				json_object_set_new(ev, "actor", json_string(d.actor));
+				json_object_set_new(ev, global ? "globalOffset" : "offset", json_integer(end));
+				rc = ag_run_emit(r, ev);
+			}
+			if (rc < 0)
+				return rc;
+			t->stats->events++;
+			ag_crash_point("control-log");
+		}
+		off = (size_t)(nl - data) + 1;
+	}
+	return 0;
+}
+
+static int
+apply_control(struct tick *t, struct ag_run *r)
+{
+	char path[AG_PATH_MAX];
+	struct stat st;
+	char *data = NULL;
+	size_t len;
+	ssize_t n;
+	int fd = -1, rc = 0;
+
+	len = global_whole_len(t);
+	if ((size_t)r->global_off < len &&
+	    (rc = apply_lines(t, r, t->global.ptr + r->global_off, len - (size_t)r->global_off,
+	    r->global_off, 1)) < 0)
+		return rc;
+
+	if ((rc = ag_path(path, sizeof(path), "%s/control", r->dir)) < 0)
+		return rc;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : ag_error_sys(AG_ERROR, "cannot open '%s'", path);
+	if (fstat(fd, &st) < 0 || st.st_size <= r->control_off)
+		goto out;
+	len = (size_t)(st.st_size - r->control_off);
+	if (len > (1u << 20))
+		len = 1u << 20;
+	if (!(data = malloc(len))) {
+		rc = ag_error_set(AG_ERROR, "out of memory");
+		goto out;
+	}
+	n = pread(fd, data, len, r->control_off);
+	if (n < 0) {
+		rc = ag_error_sys(AG_ERROR, "cannot read '%s'", path);
+		goto out;
+	}
+	if (n == (ssize_t)len && !memchr(data, '\n', len) && len == (1u << 20)) {
+		/* a megabyte with no newline is garbage, not a directive: skip it */
+		struct ag_directive d = { .verb = AG_V_UNKNOWN };
+		snprintf(d.verb_name, sizeof(d.verb_name), "?");
+		snprintf(d.actor, sizeof(d.actor), "file");
+		rc = emit_rejected(r, &d, "line too long", "offset", r->control_off + (int64_t)len);
+		goto out;
+	}
+	rc = apply_lines(t, r, data, (size_t)n, r->control_off, 0);
+out:
+	free(data);
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+/* ---- attempts ---- */
+
+static int
+attempt_path(char *out, size_t size, const struct ag_run *r, size_t item, int attempt,
+    const char *file)
+{
+	return ag_path(out, size, "%s/items/%s/%d%s%s", r->dir, r->items[item].id, attempt,
+	    file ? "/" : "", file ? file : "");
+}
+
+/* The supervisor's pid and process group, from its pid file. */
+static int
+read_pids(const struct ag_run *r, size_t item, int attempt, pid_t *pid, pid_t *pgid)
+{
+	char path[AG_PATH_MAX];
+	struct ag_buf b;
+	long a = 0, g = 0;
+
+	*pid = *pgid = 0;
+	if (attempt_path(path, sizeof(path), r, item, attempt, "pid") < 0 ||
+	    ag_read_file(&b, path, 256) < 0)
+		return -1;
+	if (sscanf(b.ptr, "%ld %ld", &a, &g) < 1 || a <= 1) {
+		ag_buf_release(&b);
+		return -1;
+	}
+	ag_buf_release(&b);
+	*pid = (pid_t)a;
+	*pgid = (pid_t)(g > 1 ? g : 0);
+	return 0;
+}
+
+static json_t *
+item_event(const struct ag_run *r, const char *event, const char *status, int attempt)
+{
+	json_t *ev = ag_event_new(r, event);
+
+	json_object_set_new(ev, "item", json_string(""));
+	json_object_set_new(ev, "status", json_string(status));
+	if (attempt)
+		json_object_set_new(ev, "attempt", json_integer(attempt));
+	return ev;
+}
+
+static int
+emit_item_ev(struct tick *t, struct ag_run *r, size_t item, json_t *ev)
+{
+	json_object_set_new(ev, "item", json_string(r->items[item].id));
+	t->stats->events++;
+	return ag_run_emit(r, ev);
+}
+
+/* Turn an attempt's end into item.done, item.retrying, item.failed or item.cancelled. */
+static int
+finish(struct tick *t, struct ag_run *r, size_t item, const json_t *res, const char *lost)
+{
+	struct ag_item *it = &r->items[item];
+	json_t *exitv = res ? json_object_get(res, "exit") : NULL;
+	json_t *sigv = res ? json_object_get(res, "signal") : NULL;
+	const char *why = res ? json_string_value(json_object_get(res, "reason")) : lost;
+	int permanent = res && json_is_true(json_object_get(res, "permanent"));
+	char reason[300];
+	json_t *ev;
+	int rc;
+
+	if (json_is_integer(exitv) && json_integer_value(exitv) == 0 && !json_is_integer(sigv) &&
+	    !why) {
+		ev = item_event(r, "item.done", "done", it->attempt);
+		json_object_set_new(ev, "exit", json_integer(0));
+		rc = emit_item_ev(t, r, item, ev);
+		goto out;
+	}
+	if (it->cancel_req || r->want_cancel) {
+		ev = item_event(r, "item.cancelled", "cancelled", it->attempt);
+		json_object_set_new(ev, "reason", json_string("cancelled"));
+		if (json_is_integer(sigv))
+			json_object_set_new(ev, "signal", json_copy(sigv));
+		rc = emit_item_ev(t, r, item, ev);
+		goto out;
+	}
+	if (it->drop_req) {
+		char at[AG_TIME_LEN];
+		ev = item_event(r, "item.retrying", "ready", it->attempt);
+		json_object_set_new(ev, "reason", json_string("dropped"));
+		ag_time_fmt(at, t->now);
+		json_object_set_new(ev, "retryAt", json_string(at));
+		rc = emit_item_ev(t, r, item, ev);
+		goto out;
+	}
+	if (why)
+		snprintf(reason, sizeof(reason), "%s", why);
+	else if (json_is_integer(sigv))
+		snprintf(reason, sizeof(reason), "killed by signal %lld",
+		    (long long)json_integer_value(sigv));
+	else
+		snprintf(reason, sizeof(reason), "exit %lld", (long long)json_integer_value(exitv));
+	if (!permanent && it->failures + 1 < it->max_attempts) {
+		char at[AG_TIME_LEN];
+		ev = item_event(r, "item.retrying", "ready", it->attempt);
+		ag_time_fmt(at, t->now + ag_conf_backoff_ms(&t->conf, it->failures + 1));
+		json_object_set_new(ev, "retryAt", json_string(at));
+	} else {
+		ev = item_event(r, "item.failed", "failed", it->attempt);
+	}
+	if (json_is_integer(exitv))
+		json_object_set_new(ev, "exit", json_copy(exitv));
+	if (json_is_integer(sigv))
+		json_object_set_new(ev, "signal", json_copy(sigv));
+	json_object_set_new(ev, "reason", json_string(reason));
+	rc = emit_item_ev(t, r, item, ev);
+out:
+	if (rc == 0) {
+		t->stats->reaped++;
+		ag_crash_point("reap-log");
+	}
+	return rc;
+}
+
+static int
+read_result(json_t **out, const char *path)
+{
+	struct ag_buf b;
+	json_error_t jerr;
+	int rc;
+
+	*out = NULL;
+	if ((rc = ag_read_file(&b, path, 1u << 20)) < 0)
+		return rc;
+	*out = json_loadb(b.ptr, b.len, 0, &jerr);
+	ag_buf_release(&b);
+	if (!*out || !json_is_object(*out)) {
+		json_decref(*out);
+		*out = json_pack("{s:n, s:s}", "exit", "reason", "unreadable result.json");
+	}
+	return 0;
+}
+
+static int
+reap_item(struct tick *t, struct ag_run *r, size_t item)
+{
+	struct ag_item *it = &r->items[item];
+	char res[AG_PATH_MAX], lease[AG_PATH_MAX];
+	json_t *result = NULL;
+	struct stat st;
+	pid_t pid, pgid;
+	int rc;
+
+	if (attempt_path(res, sizeof(res), r, item, it->attempt, "result.json") < 0 ||
+	    attempt_path(lease, sizeof(lease), r, item, it->attempt, "lease") < 0)
+		return AG_EINVALID;
+	if (ag_exists(res)) {
+		if ((rc = read_result(&result, res)) < 0)
+			return rc;
+		rc = finish(t, r, item, result, NULL);
+		json_decref(result);
+		return rc;
+	}
+	if (!ag_lock_held(lease)) {
+		/* the supervisor is gone; it may have finished just now */
+		if (ag_exists(res))
+			return reap_item(t, r, item);
+		if (read_pids(r, item, it->attempt, &pid, &pgid) == 0 && pgid)
+			kill(-pgid, SIGKILL);	/* no orphan outlives its supervisor */
+		return finish(t, r, item, NULL, "lease lost");
+	}
+	if (read_pids(r, item, it->attempt, &pid, &pgid) < 0)
+		return 0;	/* just started: it has not written its pid yet */
+	if (it->cancel_req || it->drop_req || r->want_cancel)
+		kill(pid, SIGTERM);	/* the supervisor kills its group, then reports */
+	if (stat(lease, &st) == 0 &&
+	    (int64_t)st.st_mtime * 1000 + t->conf.lease_ttl_ms + t->conf.lease_grace_ms < t->now) {
+		/* hung: renewals stopped; kill it, and the next tick sees the lease free */
+		if (pgid)
+			kill(-pgid, SIGKILL);
+		kill(pid, SIGKILL);
+	}
+	return 0;
+}
+
+/* ---- firing ---- */
+
+static const char *
+env_list_json(json_t *arr, char **names, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		json_array_append_new(arr, json_string(names[i]));
+	return NULL;
+}
+
+static json_t *
+make_spec(const struct tick *t, const struct ag_run *r, size_t item, int attempt)
+{
+	const struct ag_item *it = &r->items[item];
+	const char *exname = json_string_value(json_object_get(it->spec, "executor"));
+	const struct ag_executor *ex = ag_conf_executor(&t->conf, exname);
+	json_t *inputs = json_object_get(it->spec, "inputs");
+	json_t *spec = json_object(), *pass = json_array();
+
+	json_object_set_new(spec, "run", json_string(r->id));
+	json_object_set_new(spec, "item", json_string(it->id));
+	json_object_set_new(spec, "attempt", json_integer(attempt));
+	json_object_set_new(spec, "executor", json_string(exname));
+	json_object_set_new(spec, "kind", json_string(ex ? ex->kind : "exec"));
+	if (json_object_get(inputs, "argv"))
+		json_object_set(spec, "argv", json_object_get(inputs, "argv"));
+	else if (json_object_get(inputs, "sh"))
+		json_object_set(spec, "sh", json_object_get(inputs, "sh"));
+	else if (ex && ex->command)
+		json_object_set_new(spec, "sh", json_string(ex->command));
+	if (json_object_get(inputs, "cwd"))
+		json_object_set(spec, "cwd", json_object_get(inputs, "cwd"));
+	if (json_object_get(inputs, "env"))
+		json_object_set(spec, "env", json_object_get(inputs, "env"));
+	json_object_set_new(spec, "timeoutMs", json_integer(it->timeout_ms));
+	json_object_set_new(spec, "killGraceMs", json_integer(t->conf.kill_grace_ms));
+	json_object_set_new(spec, "leaseTtlMs", json_integer(t->conf.lease_ttl_ms));
+	env_list_json(pass, t->conf.passenv, t->conf.npassenv);
+	if (ex)
+		env_list_json(pass, ex->passenv, ex->npassenv);
+	json_object_set_new(spec, "passEnv", pass);
+	json_object_set(spec, "inputs", inputs);
+	if (!ex)
+		json_object_set_new(spec, "error", json_sprintf("executor '%s' is not configured",
+		    exname ? exname : "?"));
+	return spec;
+}
+
+static void
+close_spawn(struct pending_spawn *s)
+{
+	size_t i;
+
+	if (s->lease_fd >= 0)
+		close(s->lease_fd);
+	for (i = 0; i < s->nlocks; i++)
+		if (s->lock_fds[i] >= 0)
+			close(s->lock_fds[i]);
+	free(s->lock_fds);
+	s->lock_fds = NULL;
+	s->lease_fd = -1;
+	s->nlocks = 0;
+}
+
+static int
+fire(struct tick *t, struct ag_run *r, size_t item)
+{
+	struct ag_item *it = &r->items[item];
+	int attempt = it->attempt + 1;
+	char path[AG_PATH_MAX], lname[256];
+	struct pending_spawn s = { r, item, attempt, -1, NULL, 0 };
+	json_t *spec, *ev;
+	char *text;
+	size_t k;
+	int rc;
+
+	if ((rc = ag_path(path, sizeof(path), "%s/items", r->dir)) < 0 ||
+	    (rc = ag_mkdir(path, 0755)) < 0 ||
+	    (rc = ag_path(path, sizeof(path), "%s/items/%s", r->dir, it->id)) < 0 ||
+	    (rc = ag_mkdir(path, 0755)) < 0 ||
+	    (rc = attempt_path(path, sizeof(path), r, item, attempt, NULL)) < 0 ||
+	    (rc = ag_mkdir(path, 0755)) < 0)
+		return rc;
+	/* leftovers of a fire that crashed before its item.running line */
+	if (attempt_path(path, sizeof(path), r, item, attempt, "result.json") == 0)
+		unlink(path);
+	if (attempt_path(path, sizeof(path), r, item, attempt, "pid") == 0)
+		unlink(path);
+
+	spec = make_spec(t, r, item, attempt);
+	text = json_dumps(spec, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+	json_decref(spec);
+	if (!text)
+		return ag_error_set(AG_ERROR, "out of memory");
+	if ((rc = attempt_path(path, sizeof(path), r, item, attempt, "spec.json")) == 0)
+		rc = ag_write_atomic(path, text, strlen(text), 0644);
+	free(text);
+	if (rc < 0)
+		return rc;
+	ag_crash_point("fire-spec");
+
+	if ((rc = attempt_path(path, sizeof(path), r, item, attempt, "lease")) < 0 ||
+	    (rc = ag_lock_open(&s.lease_fd, path, 1)) < 0)
+		return rc;
+	s.lock_fds = calloc(it->nlocks + 1, sizeof(int));
+	if (!s.lock_fds) {
+		close_spawn(&s);
+		return ag_error_set(AG_ERROR, "out of memory");
+	}
+	for (k = 0; k < it->nlocks; k++)
+		s.lock_fds[k] = -1;
+	s.nlocks = it->nlocks;
+	for (k = 0; k < it->nlocks; k++) {
+		size_t m;
+		int dup = 0;
+		/* the same key twice in one item is one lock */
+		for (m = 0; m < k; m++)
+			dup |= strcmp(it->locks[m], it->locks[k]) == 0;
+		if (dup)
+			continue;
+		if ((rc = ag_lock_filename(lname, sizeof(lname), it->locks[k])) < 0 ||
+		    (rc = ag_path(path, sizeof(path), "%s/locks/%s", t->dir, lname)) < 0 ||
+		    (rc = ag_lock_open(&s.lock_fds[k], path, 1)) < 0)
+			goto fail;
+	}
+	ev = item_event(r, "item.running", "running", attempt);
+	if ((rc = emit_item_ev(t, r, item, ev)) < 0)
+		goto fail;
+	ag_crash_point("fire-log");
+	t->spawns[t->nspawns++] = s;
+	t->stats->fired++;
+	return 0;
+fail:
+	close_spawn(&s);
+	return rc;
+}
+
+static int
+spawn_all(struct tick *t)
+{
+	size_t i, k, n;
+	int rc = 0;
+
+	for (i = 0; i < t->nspawns; i++) {
+		struct pending_spawn *s = &t->spawns[i];
+		int fds[AG_LOCKS_MAX];
+		for (k = 0, n = 0; k < s->nlocks; k++)
+			if (s->lock_fds[k] >= 0)
+				fds[n++] = s->lock_fds[k];
+		if (ag_spawn_supervisor(t->dir, s->run->id, s->run->items[s->item].id, s->attempt,
+		    s->lease_fd, fds, n) < 0 && rc == 0) {
+			/* the next tick finds the lease free and calls the attempt lost */
+			warn(t, "", ag_error_msg());
+			rc = AG_ERROR;
+		}
+		close_spawn(s);
+		ag_crash_point("fire-spawn");
+	}
+	t->nspawns = 0;
+	return 0;
+}
+
+/* ---- ingest ---- */
+
+static int64_t
+name_time_us(const char *name)
+{
+	long long sec = 0, usec = 0;
+
+	if (sscanf(name, "%lld.%lld", &sec, &usec) < 1)
+		return 0;
+	return (int64_t)sec * 1000000 + usec;
+}
+
+static void
+remove_run_tmp(const char *dir)
+{
+	static const char *const files[] = { "plan.json", "status.jsonl", "control" };
+	char path[AG_PATH_MAX];
+	size_t i;
+
+	for (i = 0; i < sizeof(files) / sizeof(*files); i++)
+		if (ag_path(path, sizeof(path), "%s/%s", dir, files[i]) == 0)
+			unlink(path);
+	rmdir(dir);
+}
+
+static int
+reject(struct tick *t, const char *name, const char *why)
+{
+	char from[AG_PATH_MAX], to[AG_PATH_MAX], err[AG_PATH_MAX];
+	int rc;
+
+	if ((rc = ag_path(from, sizeof(from), "%s/inbox/new/%s", t->dir, name)) < 0 ||
+	    (rc = ag_path(to, sizeof(to), "%s/inbox/rejected/%s", t->dir, name)) < 0 ||
+	    (rc = ag_path(err, sizeof(err), "%s/inbox/rejected/%s.err", t->dir, name)) < 0)
+		return rc;
+	if ((rc = ag_write_atomic(err, why, strlen(why), 0644)) < 0)
+		return rc;
+	ag_crash_point("ingest-reject");
+	if (rename(from, to) < 0)
+		return ag_error_sys(AG_ERROR, "cannot move '%s' to '%s'", from, to);
+	t->stats->rejected++;
+	return ag_fsync_parent(to);
+}
+
+static int
+create_run(struct tick *t, json_t *plan, const char *id, const char *name)
+{
+	char tmp[AG_PATH_MAX], path[AG_PATH_MAX], dst[AG_PATH_MAX], zeros[65], at[AG_TIME_LEN];
+	json_t *ev;
+	char *text = NULL, *line = NULL;
+	int rc;
+
+	if ((rc = ag_path(tmp, sizeof(tmp), "%s/runs/.new-%s", t->dir, id)) < 0 ||
+	    (rc = ag_path(dst, sizeof(dst), "%s/runs/%s", t->dir, id)) < 0)
+		return rc;
+	remove_run_tmp(tmp);
+	if (mkdir(tmp, 0755) < 0)
+		return ag_error_sys(AG_ERROR, "cannot create '%s'", tmp);
+	json_object_set_new(plan, "submittedAt", json_integer(name_time_us(name)));
+	json_object_set_new(plan, "source", json_string(name));
+	if (!(text = json_dumps(plan, JSON_INDENT(1) | JSON_PRESERVE_ORDER))) {
+		rc = ag_error_set(AG_ERROR, "out of memory");
+		goto out;
+	}
+	if ((rc = ag_path(path, sizeof(path), "%s/plan.json", tmp)) < 0 ||
+	    (rc = ag_create_excl(path, text, strlen(text), 0444)) < 0)
+		goto out;
+	memset(zeros, '0', 64);
+	zeros[64] = '\0';
+	ag_time_fmt(at, ag_now_ms());
+	ev = json_object();
+	json_object_set_new(ev, "seq", json_integer(0));
+	json_object_set_new(ev, "at", json_string(at));
+	json_object_set_new(ev, "run", json_string(id));
+	json_object_set_new(ev, "event", json_string("run.submitted"));
+	json_object_set(ev, "actor", json_object_get(plan, "actor"));
+	json_object_set(ev, "queue", json_object_get(plan, "queue"));
+	json_object_set_new(ev, "items", json_integer((json_int_t)json_array_size(
+	    json_object_get(plan, "items"))));
+	json_object_set_new(ev, "globalOffset", json_integer((json_int_t)global_whole_len(t)));
+	json_object_set_new(ev, "globalPaused", json_boolean(t->global_paused));
+	json_object_set_new(ev, "prev", json_string(zeros));
+	line = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(ev);
+	if (!line) {
+		rc = ag_error_set(AG_ERROR, "out of memory");
+		goto out;
+	}
+	{
+		size_t len = strlen(line);
+		char *l2 = realloc(line, len + 2);
+		if (!l2) {
+			rc = ag_error_set(AG_ERROR, "out of memory");
+			goto out;
+		}
+		line = l2;
+		line[len] = '\n';
+		line[len + 1] = '\0';
+	}
+	if ((rc = ag_path(path, sizeof(path), "%s/status.jsonl", tmp)) < 0 ||
+	    (rc = ag_create_excl(path, line, strlen(line), 0644)) < 0 ||
+	    (rc = ag_path(path, sizeof(path), "%s/control", tmp)) < 0 ||
+	    (rc = ag_create_excl(path, "", 0, 0644)) < 0)
+		goto out;
+	if (rename(tmp, dst) < 0) {
+		rc = ag_error_sys(AG_ERROR, "cannot rename '%s' to '%s'", tmp, dst);
+		goto out;
+	}
+	rc = ag_fsync_parent(dst);
+	ag_crash_point("ingest-run");
+out:
+	if (rc < 0)
+		remove_run_tmp(tmp);
+	free(text);
+	free(line);
+	return rc;
+}
+
+static int
+activate(struct tick *t, const char *id)
+{
+	char path[AG_PATH_MAX];
+	int rc;
+
+	if ((rc = ag_path(path, sizeof(path), "%s/active/%s", t->dir, id)) < 0)
+		return rc;
+	if (ag_exists(path))
+		return 0;
+	rc = ag_create_excl(path, "", 0, 0644);
+	ag_crash_point("ingest-active");
+	return rc == AG_EEXISTS ? 0 : rc;
+}
+
+/* The plan.json "source" of an existing run, to tell a re-delivery from a clash. */
+static int
+same_source(const char *dir, const char *id, const char *name)
+{
+	char path[AG_PATH_MAX];
+	struct ag_buf b;
+	json_t *p;
+	int same;
+
+	if (ag_path(path, sizeof(path), "%s/runs/%s/plan.json", dir, id) < 0 ||
+	    ag_read_file(&b, path, (size_t)AG_PLAN_MAX * 2) < 0)
+		return 0;
+	p = json_loadb(b.ptr, b.len, 0, NULL);
+	ag_buf_release(&b);
+	same = p && json_is_string(json_object_get(p, "source")) &&
+	    strcmp(json_string_value(json_object_get(p, "source")), name) == 0;
+	json_decref(p);
+	return same;
+}
+
+static int
+ingest_one(struct tick *t, const char *name)
+{
+	char path[AG_PATH_MAX], to[AG_PATH_MAX], msg[512];
+	struct ag_plan_opts po = { 0 };
+	struct ag_buf text, errs;
+	json_t *plan = NULL;
+	const char *id;
+	int rc;
+
+	if ((rc = ag_path(path, sizeof(path), "%s/inbox/new/%s", t->dir, name)) < 0 ||
+	    (rc = ag_path(to, sizeof(to), "%s/inbox/cur/%s", t->dir, name)) < 0)
+		return rc;
+	ag_buf_init(&errs, 1u << 20);
+	if ((rc = ag_read_file(&text, path, (size_t)AG_PLAN_MAX + 1)) < 0) {
+		if (rc != AG_EINVALID)
+			return rc;
+		snprintf(msg, sizeof(msg), "%s\n", ag_error_msg());
+		return reject(t, name, msg);
+	}
+	snprintf(msg, sizeof(msg), "inbox/new/%s", name);
+	po.name = msg;
+	rc = ag_plan_parse(&plan, &errs, &t->conf, text.ptr, text.len, &po);
+	ag_buf_release(&text);
+	if (rc < 0) {
+		rc = reject(t, name, errs.ptr ? errs.ptr : "invalid plan\n");
+		goto out;
+	}
+	id = json_string_value(json_object_get(plan, "id"));
+	if (!id) {
+		rc = reject(t, name, "plan has no run id\n");
+		goto out;
+	}
+	if (!json_object_get(plan, "actor"))
+		json_object_set_new(plan, "actor", json_string("unknown"));
+	if ((rc = ag_path(path, sizeof(path), "%s/runs/%s", t->dir, id)) < 0)
+		goto out;
+	if (ag_exists(path)) {
+		if (!same_source(t->dir, id, name)) {
+			snprintf(msg, sizeof(msg), "run id '%s' already exists\n", id);
+			rc = reject(t, name, msg);
+			goto out;
+		}
+	} else if ((rc = create_run(t, plan, id, name)) < 0) {
+		goto out;
+	}
+	if ((rc = activate(t, id)) < 0)
+		goto out;
+	if ((rc = ag_path(path, sizeof(path), "%s/inbox/new/%s", t->dir, name)) < 0)
+		goto out;
+	if (rename(path, to) < 0) {
+		rc = ag_error_sys(AG_ERROR, "cannot move '%s' to '%s'", path, to);
+		goto out;
+	}
+	rc = ag_fsync_parent(to);
+	t->stats->ingested++;
+	ag_crash_point("ingest-done");
+out:
+	ag_buf_release(&errs);
+	json_decref(plan);
+	return rc;
+}
+
+static int
+ingest(struct tick *t)
+{
+	char path[AG_PATH_MAX];
+	char **names;
+	size_t n, i;
+	int rc;
+
+	if ((rc = ag_path(path, sizeof(path), "%s/inbox/new", t->dir)) < 0 ||
+	    (rc = list_dir(&names, &n, path)) < 0)
+		return rc;
+	for (i = 0; i < n; i++)
+		if ((rc = ingest_one(t, names[i])) < 0) {
+			warn(t, "ingest", ag_error_msg());
+			if (rc != AG_EINVALID)
+				break;
+		}
+	free_list(names, n);
+	return 0;
+}
+
+/* ---- runs ---- */
+
+static int
+load_runs(struct tick *t, struct ag_tick_cache *cache)
+{
+	char path[AG_PATH_MAX];
+	char **ids;
+	size_t n, i, j;
+	int rc;
+
+	if ((rc = ag_path(path, sizeof(path), "%s/active", t->dir)) < 0 ||
+	    (rc = list_dir(&ids, &n, path)) < 0)
+		return rc;
+	t->runs = calloc(n + 1, sizeof(*t->runs));
+	if (!t->runs) {
+		free_list(ids, n);
+		return ag_error_set(AG_ERROR, "out of memory");
+	}
+	for (i = 0; i < n; i++) {
+		struct ag_run *r = NULL;
+		if (cache) {
+			for (j = 0; j < cache->nruns; j++) {
+				struct stat st;
+				struct ag_run *c = cache->runs[j];
+				if (!c || strcmp(c->id, ids[i]) != 0)
+					continue;
+				/* reuse it unless another tick appended since */
+				if (ag_path(path, sizeof(path), "%s/status.jsonl", c->dir) == 0 &&
+				    stat(path, &st) == 0 && st.st_size == c->log_size)
+					r = c;
+				else
+					ag_run_free(c);
+				cache->runs[j] = NULL;
+				break;
+			}
+		}
+		if (!r && ag_run_load(&r, &t->conf, ids[i], 1) < 0) {
+			warn(t, "", ag_error_msg());
+			continue;
+		}
+		t->runs[t->nruns++] = r;
+	}
+	free_list(ids, n);
+	if (cache) {
+		for (j = 0; j < cache->nruns; j++)
+			ag_run_free(cache->runs[j]);
+		cache->nruns = 0;
+	}
+	return 0;
+}
+
+static int
+enforce(struct tick *t, struct ag_run *r)
+{
+	int want = r->want_pause || r->global_paused;
+	json_t *ev;
+	size_t i;
+	int rc;
+
+	if (want != r->paused) {
+		ev = ag_event_new(r, want ? "run.paused" : "run.resumed");
+		if (r->global_paused)
+			json_object_set_new(ev, "reason", json_string("global"));
+		t->stats->events++;
+		if ((rc = ag_run_emit(r, ev)) < 0)
+			return rc;
+	}
+	if (r->want_cancel && !r->cancelled) {
+		t->stats->events++;
+		if ((rc = ag_run_emit(r, ag_event_new(r, "run.cancelled"))) < 0)
+			return rc;
+	}
+	if (!r->want_cancel && !r->count[AG_PENDING] && !r->count[AG_READY])
+		return 0;
+	for (i = 0; i < r->nitems; i++) {
+		struct ag_item *it = &r->items[i];
+		if ((it->status == AG_PENDING || it->status == AG_READY) &&
+		    (it->cancel_req || r->want_cancel)) {
+			ev = item_event(r, "item.cancelled", "cancelled", 0);
+			json_object_set_new(ev, "reason", json_string("cancelled"));
+			if ((rc = emit_item_ev(t, r, i, ev)) < 0)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+static int
+reap(struct tick *t, struct ag_run *r)
+{
+	size_t i;
+	int rc;
+
+	if (!r->count[AG_RUNNING])
+		return 0;
+	for (i = 0; i < r->nitems; i++)
+		if (r->items[i].status == AG_RUNNING && (rc = reap_item(t, r, i)) < 0)
+			return rc;
+	return 0;
+}
+
+static int
+advance(struct tick *t, struct ag_run *r)
+{
+	struct ag_actions a = { 0 };
+	size_t i;
+	int rc;
+
+	if ((rc = ag_sched_advance(&a, r)) < 0)
+		return rc;
+	for (i = 0; i < a.len && rc == 0; i++) {
+		json_t *ev;
+		if (a.v[i].kind == AG_ACT_READY) {
+			ev = item_event(r, "item.ready", "ready", 0);
+		} else {
+			ev = item_event(r, "item.skipped", "skipped", 0);
+			json_object_set_new(ev, "reason", json_string(a.v[i].reason));
+			json_object_set_new(ev, "blockedBy", json_string(a.v[i].blocked_by));
+		}
+		rc = emit_item_ev(t, r, a.v[i].item, ev);
+	}
+	ag_actions_release(&a);
+	return rc;
+}
+
+static int
+complete(struct tick *t, struct ag_run *r)
+{
+	const char *outcome;
+	json_t *ev, *counts;
+	size_t i;
+	int rc;
+
+	if (r->completed || r->count[AG_PENDING] || r->count[AG_READY] || r->count[AG_RUNNING])
+		return 0;
+	if (r->cancelled)
+		outcome = "cancelled";
+	else if (r->count[AG_DONE] == r->nitems)
+		outcome = "succeeded";
+	else
+		outcome = "failed";
+	ev = ag_event_new(r, "run.completed");
+	json_object_set_new(ev, "status", json_string(outcome));
+	counts = json_object();
+	for (i = AG_DONE; i < AG_NSTATUS; i++)
+		json_object_set_new(counts, ag_status_names[i], json_integer((json_int_t)r->count[i]));
+	json_object_set_new(ev, "counts", counts);
+	t->stats->events++;
+	if ((rc = ag_run_emit(r, ev)) < 0)
+		return rc;
+	t->stats->completed++;
+	ag_crash_point("complete-log");
+	return 0;
+}
+
+static int
+deactivate(struct tick *t, struct ag_run *r)
+{
+	char path[AG_PATH_MAX];
+	int rc;
+
+	if ((rc = ag_run_snapshot(r)) < 0)
+		return rc;
+	if ((rc = ag_path(path, sizeof(path), "%s/active/%s", t->dir, r->id)) < 0)
+		return rc;
+	if (unlink(path) < 0 && errno != ENOENT)
+		return ag_error_sys(AG_ERROR, "cannot remove '%s'", path);
+	rc = ag_fsync_parent(path);
+	ag_crash_point("complete-active");
+	return rc;
+}
+
+static int
+pick(struct tick *t)
+{
+	struct ag_actions a = { 0 };
+	size_t i, nfire = 0;
+	int rc;
+
+	if ((rc = ag_sched_pick(&a, t->runs, t->nruns, &t->conf, t->now)) < 0)
+		return rc;
+	for (i = 0; i < a.len; i++)
+		nfire += a.v[i].kind == AG_ACT_FIRE;
+	t->spawns = calloc(nfire + 1, sizeof(*t->spawns));
+	if (!t->spawns) {
+		ag_actions_release(&a);
+		return ag_error_set(AG_ERROR, "out of memory");
+	}
+	for (i = 0; i < a.len && rc == 0; i++) {
+		struct ag_action *x = &a.v[i];
+		int64_t gate = x->run->items[x->item].retry_at;
+		if (x->kind == AG_ACT_WAIT && gate > t->now &&
+		    (!t->stats->next_at || gate < t->stats->next_at))
+			t->stats->next_at = gate;
+		if (x->kind == AG_ACT_FIRE) {
+			rc = fire(t, x->run, x->item);
+			if (rc == AG_ELOCKED) {
+				/* a lock agora does not know of: try again next tick */
+				warn(t, "", ag_error_msg());
+				rc = 0;
+			}
+		} else if (x->kind == AG_ACT_FAIL) {
+			json_t *ev = item_event(x->run, "item.failed", "failed", 0);
+			json_object_set_new(ev, "reason", json_string(x->reason));
+			rc = emit_item_ev(t, x->run, x->item, ev);
+		}
+	}
+	ag_actions_release(&a);
+	return rc;
+}
+
+static void
+release_runs(struct tick *t, struct ag_tick_cache *cache)
+{
+	size_t i;
+
+	for (i = 0; i < t->nruns; i++) {
+		struct ag_run *r = t->runs[i];
+		if (cache && !r->completed) {
+			struct ag_run **nv = realloc(cache->runs, (cache->nruns + 1) * sizeof(*nv));
+			if (nv) {
+				cache->runs = nv;
+				cache->runs[cache->nruns++] = r;
+				continue;
+			}
+		}
+		ag_run_free(r);
+	}
+	free(t->runs);
+	t->runs = NULL;
+	t->nruns = 0;
+}
+
+void
+ag_tick_cache_free(struct ag_tick_cache *c)
+{
+	size_t i;
+
+	if (!c)
+		return;
+	for (i = 0; i < c->nruns; i++)
+		ag_run_free(c->runs[i]);
+	free(c->runs);
+	free(c);
+}
+
+int
+ag_tick(struct ag_tick_stats *out, const char *dir, const struct ag_tick_opts *o,
+    struct ag_tick_cache **cachep)
+{
+	struct tick t;
+	struct ag_tick_cache *cache = NULL;
+	char path[AG_PATH_MAX];
+	int lockfd = -1, rc;
+	size_t i;
+
+	memset(out, 0, sizeof(*out));
+	memset(&t, 0, sizeof(t));
+	t.dir = dir;
+	t.stats = out;
+	ag_buf_init(&t.warn, 1u << 20);
+	ag_buf_init(&t.global, 0);
+	if ((rc = ag_conf_load(&t.conf, dir)) < 0)
+		goto out;
+	if ((rc = ag_path(path, sizeof(path), "%s/tick.lock", dir)) < 0 ||
+	    (rc = ag_lock_open(&lockfd, path, o->nonblock)) < 0) {
+		if (rc == AG_ELOCKED)
+			rc = ag_error_set(AG_ELOCKED, "another tick holds '%s'", path);
+		goto out;
+	}
+	if (cachep) {
+		if (!*cachep && !(*cachep = calloc(1, sizeof(**cachep)))) {
+			rc = ag_error_set(AG_ERROR, "out of memory");
+			goto out;
+		}
+		cache = *cachep;
+	}
+	t.now = ag_now_ms();
+	read_global(&t);
+	if ((rc = ingest(&t)) < 0)
+		goto out;
+	if ((rc = load_runs(&t, cache)) < 0)
+		goto out;
+	for (i = 0; i < t.nruns; i++) {
+		struct ag_run *r = t.runs[i];
+		if ((rc = apply_control(&t, r)) < 0 || (rc = enforce(&t, r)) < 0 ||
+		    (rc = reap(&t, r)) < 0 || (rc = enforce(&t, r)) < 0 ||
+		    (rc = advance(&t, r)) < 0) {
+			warn(&t, "", ag_error_msg());
+			rc = 0;
+		}
+	}
+	if ((rc = pick(&t)) < 0)
+		warn(&t, "", ag_error_msg());
+	for (i = 0; i < t.nruns; i++)
+		if (complete(&t, t.runs[i]) < 0)
+			warn(&t, "", ag_error_msg());
+	/* group fsync: one per run per tick, before any supervisor starts */
+	for (i = 0; i < t.nruns; i++)
+		if ((rc = ag_run_sync(t.runs[i])) < 0)
+			goto out;
+	spawn_all(&t);
+	for (i = 0; i < t.nruns; i++) {
+		struct ag_run *r = t.runs[i];
+		if (r->completed) {
+			if (deactivate(&t, r) < 0)
+				warn(&t, "", ag_error_msg());
+		} else if (r->changed && (!cache || t.now - cache->last_snapshot >= 2000)) {
+			if (ag_run_snapshot(r) < 0)
+				warn(&t, "", ag_error_msg());
+			r->changed = 0;
+		}
+	}
+	if (cache && t.now - cache->last_snapshot >= 2000)
+		cache->last_snapshot = t.now;
+	rc = 0;
+out:
+	for (i = 0; i < t.nspawns; i++)
+		close_spawn(&t.spawns[i]);
+	free(t.spawns);
+	release_runs(&t, cache);
+	if (lockfd >= 0)
+		close(lockfd);
+	ag_conf_release(&t.conf);
+	ag_buf_release(&t.global);
+	if (t.warn.len && rc == 0) {
+		/* the tick went on; say what it skipped */
+		ag_error_set(0, "%.*s", (int)t.warn.len - 1, t.warn.ptr);
+		rc = 1;
+	}
+	ag_buf_release(&t.warn);
+	return rc;
+}
