@@ -40,6 +40,9 @@ check: all
 demo: all
 	@sh examples/fanout/run.sh
 
+bench: all
+	@sh bench/run
+
 install: all
 	mkdir -p $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR) \
 		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7
@@ -55,5 +58,5 @@ clean:
 distclean: clean
 	rm -f config.mk
 
-.PHONY: all check demo install clean distclean
+.PHONY: all check demo bench install clean distclean
 .SECONDARY: $(LIBOBJ)
