@@ -225,6 +225,16 @@ supervise(struct result *res, char **argv, char **envp, const char *cwd, const c
 		    strerror(errno));
 		goto out;
 	}
+	/*
+	 * The pid file exists before the worker does: an attempt without one
+	 * never started its worker, and reconcile requeues it uncounted.
+	 */
+	snprintf(pidtext, sizeof(pidtext), "%ld 0\n", (long)self);
+	if (ag_path(path, sizeof(path), "%s/pid", adir) < 0 ||
+	    ag_write_atomic(path, pidtext, strlen(pidtext), 0644) < 0) {
+		snprintf(res->reason, sizeof(res->reason), "%s", ag_error_msg());
+		goto out;
+	}
 	res->started = ag_now_ms();
 	pid = fork();
 	if (pid < 0) {

@@ -401,10 +401,11 @@ finish(struct tick *t, struct ag_run *r, size_t item, const json_t *res, const c
 		rc = emit_item_ev(t, r, item, ev);
 		goto out;
 	}
-	if (it->drop_req) {
+	if (it->drop_req || (lost && strcmp(lost, "not started") == 0)) {
 		char at[AG_TIME_LEN];
+		/* not the worker's fault: requeued at once, not counted as a failure */
 		ev = item_event(r, "item.retrying", "ready", it->attempt);
-		json_object_set_new(ev, "reason", json_string("dropped"));
+		json_object_set_new(ev, "reason", json_string(it->drop_req ? "dropped" : lost));
 		ag_time_fmt(at, t->now);
 		json_object_set_new(ev, "retryAt", json_string(at));
 		rc = emit_item_ev(t, r, item, ev);
@@ -482,7 +483,9 @@ reap_item(struct tick *t, struct ag_run *r, size_t item)
 		/* the supervisor is gone; it may have finished just now */
 		if (ag_exists(res))
 			return reap_item(t, r, item);
-		if (read_pids(r, item, it->attempt, &pid, &pgid) == 0 && pgid)
+		if (read_pids(r, item, it->attempt, &pid, &pgid) < 0)
+			return finish(t, r, item, NULL, "not started");
+		if (pgid)
 			kill(-pgid, SIGKILL);	/* no orphan outlives its supervisor */
 		return finish(t, r, item, NULL, "lease lost");
 	}

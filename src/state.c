@@ -166,7 +166,7 @@ ag_run_apply(struct ag_run *r, const json_t *ev)
 		set_status(r, it, AG_READY);
 		it->ready_at = ev_time(ev, "at");
 		it->retry_at = ev_time(ev, "retryAt");
-		if (!why || strcmp(why, "dropped") != 0)
+		if (!why || (strcmp(why, "dropped") != 0 && strcmp(why, "not started") != 0))
 			it->failures++;
 		it->drop_req = 0;
 		set_reason(it, ev);

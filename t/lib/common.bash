@@ -57,7 +57,7 @@ wait_for() {
 # drive RUN [seconds]: tick until RUN has completed.
 drive() {
 	local deadline=$((SECONDS + ${2:-60}))
-	while [ -e "$D/active/$1" ] || [ ! -e "$D/runs/$1" ]; do
+	while [ -e "$D/active/$1" ] || ! grep -q '"event":"run.completed"' "$D/runs/$1/status.jsonl" 2>/dev/null; do
 		agora-reconcile -d "$D" >/dev/null 2>>"$BATS_TEST_TMPDIR/reconcile.err" || true
 		if [ "$SECONDS" -ge "$deadline" ]; then
 			echo "run $1 did not complete" >&2
