@@ -198,7 +198,7 @@ supervise(struct result *res, char **argv, char **envp, const char *cwd, const c
     int64_t timeout_ms, int64_t grace_ms, int64_t ttl_ms)
 {
 	char path[AG_PATH_MAX], pidtext[64];
-	int errpipe[2] = { -1, -1 }, out = -1, err = -1, null = -1, status, child_errno = 0;
+	int errpipe[2] = { -1, -1 }, out = -1, err = -1, null = -1, status, child_fail[2] = { 0, 0 };
 	int64_t now, renew, deadline, kill_at = 0;
 	sigset_t set;
 	pid_t pid, self = getpid();
@@ -243,7 +243,7 @@ supervise(struct result *res, char **argv, char **envp, const char *cwd, const c
 	}
 	if (pid == 0) {
 		sigset_t none;
-		int e;
+		int fail[2];
 		setpgid(0, 0);
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (getppid() != self)
@@ -251,27 +251,37 @@ supervise(struct result *res, char **argv, char **envp, const char *cwd, const c
 		sigemptyset(&none);
 		signal(SIGCHLD, SIG_DFL);
 		sigprocmask(SIG_SETMASK, &none, NULL);
+		/* tell the supervisor which step failed: 1 set-up, 2 chdir, 3 exec */
+		fail[0] = 1;
 		if (dup2(null, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
 			goto child_fail;
+		fail[0] = 2;
 		if (cwd && chdir(cwd) < 0)
 			goto child_fail;
+		fail[0] = 3;
 		environ = envp;
 		execvp(argv[0], argv);
 child_fail:
-		e = errno;
-		if (write(errpipe[1], &e, sizeof(e)) < 0)
+		fail[1] = errno;
+		if (write(errpipe[1], fail, sizeof(fail)) < 0)
 			_exit(127);
 		_exit(127);
 	}
 	setpgid(pid, pid);
 	close(errpipe[1]);
 	errpipe[1] = -1;
-	while ((n = read(errpipe[0], &child_errno, sizeof(child_errno))) < 0 && errno == EINTR)
+	while ((n = read(errpipe[0], child_fail, sizeof(child_fail))) < 0 && errno == EINTR)
 		;
-	if (n == (ssize_t)sizeof(child_errno)) {
-		snprintf(res->reason, sizeof(res->reason), "cannot execute '%s'%s%s: %s",
-		    ag_quote(argv[0], strlen(argv[0])), cwd ? " in " : "",
-		    cwd ? ag_quote(cwd, strlen(cwd)) : "", strerror(child_errno));
+	if (n == (ssize_t)sizeof(child_fail)) {
+		if (child_fail[0] == 3)
+			snprintf(res->reason, sizeof(res->reason), "cannot execute '%s': %s",
+			    ag_quote(argv[0], strlen(argv[0])), strerror(child_fail[1]));
+		else if (child_fail[0] == 2)
+			snprintf(res->reason, sizeof(res->reason), "cannot change to directory '%s': %s",
+			    ag_quote(cwd, strlen(cwd)), strerror(child_fail[1]));
+		else
+			snprintf(res->reason, sizeof(res->reason), "cannot set up the worker: %s",
+			    strerror(child_fail[1]));
 		res->permanent = 1;
 	}
 	snprintf(pidtext, sizeof(pidtext), "%ld %ld\n", (long)self, (long)pid);
