@@ -59,4 +59,4 @@ distclean: clean
 	rm -f config.mk
 
 .PHONY: all check demo bench install clean distclean
-.SECONDARY: $(LIBOBJ)
+.SECONDARY:
