@@ -310,6 +310,7 @@ struct ag_action {
 	size_t item;
 	char reason[256];
 	char blocked_by[AG_ID_MAX * 2 + 2];	/* run/item or item */
+	int64_t until;		/* a WAIT that ends by itself: when to look again */
 };
 
 struct ag_actions {

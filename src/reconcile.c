@@ -494,7 +494,8 @@ reap_item(struct tick *t, struct ag_run *r, size_t item)
 	if (it->cancel_req || it->drop_req || r->want_cancel)
 		kill(pid, SIGTERM);	/* the supervisor kills its group, then reports */
 	if (stat(lease, &st) == 0 &&
-	    (int64_t)st.st_mtime * 1000 + t->conf.lease_ttl_ms + t->conf.lease_grace_ms < t->now) {
+	    (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000 +
+	    t->conf.lease_ttl_ms + t->conf.lease_grace_ms < t->now) {
 		/* hung: renewals stopped; kill it, and the next tick sees the lease free */
 		if (pgid)
 			kill(-pgid, SIGKILL);
@@ -1094,10 +1095,9 @@ pick(struct tick *t)
 	}
 	for (i = 0; i < a.len && rc == 0; i++) {
 		struct ag_action *x = &a.v[i];
-		int64_t gate = x->run->items[x->item].retry_at;
-		if (x->kind == AG_ACT_WAIT && gate > t->now &&
-		    (!t->stats->next_at || gate < t->stats->next_at))
-			t->stats->next_at = gate;
+		if (x->kind == AG_ACT_WAIT && x->until > t->now &&
+		    (!t->stats->next_at || x->until < t->stats->next_at))
+			t->stats->next_at = x->until;
 		if (x->kind == AG_ACT_FIRE) {
 			rc = fire(t, x->run, x->item);
 			if (rc == AG_ELOCKED) {

@@ -292,6 +292,7 @@ ag_sched_pick(struct ag_actions *out, struct ag_run **runs, size_t nruns,
 			char t[AG_TIME_LEN];
 			ag_time_fmt(t, it->retry_at);
 			snprintf(a->reason, sizeof(a->reason), "backoff until %s", t);
+			a->until = it->retry_at;
 			continue;
 		}
 		if (!qc) {
@@ -323,6 +324,8 @@ ag_sched_pick(struct ag_actions *out, struct ag_run **runs, size_t nruns,
 				a->kind = AG_ACT_FAIL;
 				snprintf(a->reason, sizeof(a->reason), "slot wait timeout");
 			} else {
+				if (sc && sc->wait_ms)
+					a->until = it->ready_at + sc->wait_ms + 1;
 				snprintf(a->reason, sizeof(a->reason), "slot '%s' (%d/%d in use)",
 				    it->slots[slot_full].name, s ? s->used : 0, sc ? sc->capacity : 0);
 			}
