@@ -93,6 +93,8 @@ int ag_create_excl(const char *path, const void *data, size_t len, int mode);
 /* Read a whole file (or "-" for stdin) of at most max bytes. */
 int ag_read_file(struct ag_buf *out, const char *path, size_t max);
 int ag_mkdir(const char *path, int mode);
+/* mkdir -p */
+int ag_mkdir_p(const char *path, int mode);
 int ag_exists(const char *path);
 /* Poke agora-serve through DIR/wake; never blocks, never fails. */
 void ag_wake(const char *dir);

@@ -190,6 +190,26 @@ ag_mkdir(const char *path, int mode)
 }
 
 int
+ag_mkdir_p(const char *path, int mode)
+{
+	char buf[AG_PATH_MAX];
+	char *p;
+	int rc;
+
+	if ((rc = ag_path(buf, sizeof(buf), "%s", path)) < 0)
+		return rc;
+	for (p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if ((rc = ag_mkdir(buf, 0755)) < 0)
+			return rc;
+		*p = '/';
+	}
+	return ag_mkdir(buf, mode);
+}
+
+int
 ag_exists(const char *path)
 {
 	struct stat st;

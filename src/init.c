@@ -156,7 +156,7 @@ ag_init(const char *dir)
 		return ag_error_set(AG_EEXISTS,
 		    "'%s' has a signing key but no agora.conf (a half-done init?); remove '%s/keys' to start over",
 		    dir, dir);
-	if ((rc = ag_mkdir(dir, 0755)) < 0)
+	if ((rc = ag_mkdir_p(dir, 0755)) < 0)
 		return rc;
 	for (i = 0; dirs[i]; i++) {
 		if ((rc = ag_path(path, sizeof(path), "%s/%s", dir, dirs[i])) < 0 ||

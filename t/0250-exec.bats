@@ -24,7 +24,7 @@ load lib/common
 	agora-submit p.json
 	agora-reconcile
 	wait_for "[ -s $T/tries ] && [ -s $D/runs/r/items/a/1/pid ]"
-	read -r sup worker < "$D/runs/r/items/a/1/pid"
+	attempt_pids r a 1
 	kill -STOP "$sup"	# alive and holding its flock, but no longer renewing
 	drive r 60
 	assert_equal "$(outcome r)" succeeded

@@ -97,7 +97,7 @@ check_point() {
 	agora-submit p.json
 	agora-reconcile
 	wait_for "[ -s $T/tries ] && [ -s $D/runs/r/items/w/1/pid ]"
-	read -r sup worker < "$D/runs/r/items/w/1/pid"
+	attempt_pids r w 1
 	kill -9 "$sup"
 	drive r
 	assert_equal "$(outcome r)" succeeded
@@ -116,7 +116,7 @@ check_point() {
 	agora-reconcile
 	wait_for "[ -s $D/runs/r/items/holder/1/pid ]"
 	run ! flock -n "$D/locks/the%2Flock" true
-	read -r sup worker < "$D/runs/r/items/holder/1/pid"
+	attempt_pids r holder 1
 	kill -9 "$sup"
 	wait_for "flock -n $D/locks/the%2Flock true" 10
 }

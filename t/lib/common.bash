@@ -93,3 +93,10 @@ item() {
 	printf '{"id":"%s","executor":"exec","inputs":{"sh":"%s"},"depends_on":%s,"resourceLocks":%s%s}' \
 		"$1" "$2" "${3:-[]}" "${4:-[]}" "${5:+,$5}"
 }
+
+# attempt_pids RUN ITEM N: wait until the attempt's worker runs; set sup and worker.
+attempt_pids() {
+	local f="$D/runs/$1/items/$2/$3/pid"
+	wait_for "[ -s '$f' ] && ! grep -q ' 0\$' '$f'" || return 1
+	read -r sup worker < "$f"
+}
