@@ -178,3 +178,28 @@ probe() { # probe ID DIR [DEPS] [LOCKS] [EXTRA]
 	assert_output "$(printf '%s\n' AGORA_ATTEMPT AGORA_DIR AGORA_INPUT AGORA_ITEM AGORA_OUTPUTS_DIR AGORA_RUN FROM_PLAN HOME LANG PATH PWD TZ WANTED | sort)"
 	run ! grep -r hunter2 "$D"
 }
+
+@test "locks are first come, first served per key: a big lock set is not starved" {
+	agora_init queue.default.concurrency 8
+	T=$BATS_TEST_TMPDIR
+	hold() { item "$1" "echo $1 >> $T/order; until [ -e $T/release-$1 ]; do sleep 0.02; done" '[]' "$2"; }
+	plan p.json r "$(hold a '["k1"]'),$(hold b '["k2"]'),$(item x "echo x >> $T/order" '[]' '["k1","k2"]'),$(item c "echo c >> $T/order" '[]' '["k1"]'),$(item d "echo d >> $T/order" '[]' '["k2"]')"
+	agora-submit p.json
+	agora-reconcile
+	wait_for '[ "$(wc -l < order)" -eq 2 ]'
+	run -0 agora-status r
+	assert_line --regexp '^x +ready .*lock .k1. held by a$'
+	assert_line --regexp '^c +ready .*lock .k1. held by a$'
+	touch release-a
+	wait_for '[ "$(item_status r a)" = done ] || { agora-reconcile; false; }'
+	agora-reconcile
+	# k1 is free now, but x came first: c must not take it
+	assert_equal "$(item_status r c)" ready
+	run -0 agora-status r
+	assert_line --regexp '^x +ready .*lock .k2. held by b$'
+	assert_line --regexp '^c +ready .*lock .k1. queued for by x$'
+	touch release-b
+	drive r
+	run -0 cat order
+	assert_output "$(printf 'a\nb\nx\nc\nd')"
+}
