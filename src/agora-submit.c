@@ -45,7 +45,8 @@ main(int argc, char **argv)
 	so.plan.name = strcmp(so.file, "-") == 0 ? "<stdin>" : so.file;
 	ag_buf_init(&errs, 16u << 20);
 	if ((rc = ag_submit(&id, &errs, ag_state_dir(dir), &so)) < 0) {
-		if (errs.len) {
+		/* an invalid plan: its errors, one per line, say it all */
+		if (rc == AG_EINVALID && errs.len) {
 			fputs(errs.ptr, stderr);
 			return 100;
 		}

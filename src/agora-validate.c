@@ -24,6 +24,7 @@ main(int argc, char **argv)
 	struct ag_buf text, errs;
 	const char *dir = NULL;
 	json_t *plan = NULL;
+	size_t n;
 	int c, rc;
 
 	ag_cli_init(argc, argv);
@@ -42,17 +43,23 @@ main(int argc, char **argv)
 	po.name = strcmp(argv[optind], "-") == 0 ? "<stdin>" : argv[optind];
 	if ((rc = ag_conf_load(&conf, ag_state_dir(dir))) < 0)
 		ag_die(rc);
-	if ((rc = ag_read_file(&text, argv[optind], (size_t)AG_PLAN_MAX + 1)) < 0) {
-		if (rc == AG_EINVALID)
-			ag_error_set(rc, "plan '%s' is larger than %d bytes", po.name, AG_PLAN_MAX);
+	/* a plan too big to read is one more invalid plan, said like the others */
+	if ((rc = ag_read_file(&text, argv[optind], (size_t)AG_PLAN_MAX + 1)) == AG_EINVALID) {
+		fprintf(stderr, "%s: plan is larger than the limit of %d bytes\n", po.name,
+		    AG_PLAN_MAX);
+		return 100;
+	} else if (rc < 0) {
 		ag_die(rc);
 	}
 	ag_buf_init(&errs, 16u << 20);
-	if (ag_plan_parse(&plan, &errs, &conf, text.ptr, text.len, &po) < 0) {
+	if ((rc = ag_plan_parse(&plan, &errs, &conf, text.ptr, text.len, &po)) == AG_EINVALID) {
 		fputs(errs.ptr, stderr);
 		return 100;
+	} else if (rc < 0) {
+		ag_die(rc);
 	}
-	printf("%s: ok (%zu items)\n", po.name, json_array_size(json_object_get(plan, "items")));
+	n = json_array_size(json_object_get(plan, "items"));
+	printf("%s: ok (%zu item%s)\n", po.name, n, n == 1 ? "" : "s");
 	json_decref(plan);
 	ag_buf_release(&text);
 	ag_buf_release(&errs);

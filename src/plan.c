@@ -18,6 +18,14 @@ struct vctx {
 	struct ag_buf *errs;
 	size_t nerrs;
 	const struct ag_conf *conf;
+	/*
+	 * Parallel to the normalized items: for each depends_on entry, the
+	 * JSON path it came from (an entry of depends_on, a needs.*.from or a
+	 * porki edge), so that graph errors point at what the author wrote.
+	 */
+	json_t *origins;
+	const char *what;	/* "item" or "node", for messages */
+	int oom;		/* out of memory: the plan could not be checked */
 };
 
 static void
@@ -97,10 +105,16 @@ check_strings(struct vctx *v, const char *path, const json_t *j, int depth)
 static int
 check_id(struct vctx *v, const char *path, const json_t *j)
 {
+	size_t len;
+
 	if (!json_is_string(j)) {
 		verr(v, path, "expected string, got %s", type_name(j));
 		return 0;
 	}
+	/* check_strings has already said what is wrong with this one: say it once */
+	len = json_string_length(j);
+	if (len > AG_STRING_MAX || memchr(json_string_value(j), '\0', len))
+		return 0;
 	if (ag_id_check(json_string_value(j), json_string_length(j)) < 0) {
 		verr(v, path, "%s", ag_error_msg());
 		return 0;
@@ -123,9 +137,10 @@ check_int(struct vctx *v, const char *path, const json_t *j, json_int_t min, jso
 	return 1;
 }
 
+/* An array of strings, of at most max entries; with nonempty, no "" among them. */
 static void
 check_string_array(struct vctx *v, const char *path, const json_t *j, size_t max,
-    int ids)
+    int nonempty)
 {
 	char sub[AG_JPATH_MAX];
 	json_t *e;
@@ -137,9 +152,7 @@ check_string_array(struct vctx *v, const char *path, const json_t *j, size_t max
 		verr(v, path, "%zu entries is more than the limit of %zu", json_array_size(j), max);
 	json_array_foreach(j, i, e) {
 		snprintf(sub, sizeof(sub), "%s[%zu]", path, i);
-		if (ids > 0)
-			check_id(v, sub, e);
-		else if (want_type(v, sub, e, JSON_STRING, "string") && ids == 0 &&
+		if (want_type(v, sub, e, JSON_STRING, "string") && nonempty &&
 		    json_string_length(e) == 0)
 			verr(v, sub, "empty string");
 	}
@@ -164,7 +177,7 @@ check_exec_inputs(struct vctx *v, const char *path, const json_t *inputs,
 	}
 	if (argv) {
 		snprintf(sub, sizeof(sub), "%s.argv", path);
-		check_string_array(v, sub, argv, 4096, -1);
+		check_string_array(v, sub, argv, 4096, 0);
 		if (json_is_array(argv) && json_array_size(argv) == 0)
 			verr(v, sub, "empty argv");
 	}
@@ -182,7 +195,9 @@ check_exec_inputs(struct vctx *v, const char *path, const json_t *inputs,
 			json_object_foreach(env, k, e) {
 				char esub[AG_JPATH_MAX];
 				snprintf(esub, sizeof(esub), "%s.%s", sub, ag_quote(k, strlen(k)));
-				if (!*k || strchr(k, '=') || strncmp(k, "AGORA_", 6) == 0)
+				if (strncmp(k, "AGORA_", 6) == 0)
+					verr(v, esub, "AGORA_ variables are set by agora, not by plans");
+				else if (!*k || strchr(k, '='))
 					verr(v, esub, "invalid environment variable name");
 				want_type(v, esub, e, JSON_STRING, "string");
 			}
@@ -219,6 +234,28 @@ unknown_fields(struct vctx *v, const char *path, const json_t *obj, const char *
 	}
 }
 
+/*
+ * Append a normalized item to items, with its (empty) list of dependency
+ * origins; the caller sets the fields, depends_on among them.
+ */
+static json_t *
+new_item(struct vctx *v, json_t *items)
+{
+	json_t *n = json_object();
+
+	json_array_append_new(items, n);
+	json_array_append_new(v->origins, json_array());
+	return n;
+}
+
+/* items[i] depends on dep, which the plan says at path. */
+static void
+add_dep(struct vctx *v, json_t *items, size_t i, json_t *dep, const char *path)
+{
+	json_array_append(json_object_get(json_array_get(items, i), "depends_on"), dep);
+	json_array_append_new(json_array_get(v->origins, i), json_string(path));
+}
+
 /* Validate one agora-format item and add its normalized form to items. */
 static void
 check_item(struct vctx *v, const char *path, json_t *it, json_t *items)
@@ -227,13 +264,14 @@ check_item(struct vctx *v, const char *path, json_t *it, json_t *items)
 	json_t *n, *f, *e;
 	const struct ag_executor *ex = NULL;
 	const char *k;
-	size_t i;
+	size_t i, self;
 
+	/* even a wrong one takes its place, so that items[i] is $.items[i] */
+	n = new_item(v, items);
+	self = json_array_size(items) - 1;
 	if (!want_type(v, path, it, JSON_OBJECT, "object"))
 		return;
 	unknown_fields(v, path, it, item_fields);
-	n = json_object();
-	json_array_append_new(items, n);
 
 	snprintf(sub, sizeof(sub), "%s.id", path);
 	if (!(f = json_object_get(it, "id")))
@@ -264,19 +302,24 @@ check_item(struct vctx *v, const char *path, json_t *it, json_t *items)
 	snprintf(sub, sizeof(sub), "%s.depends_on", path);
 	if (!(f = json_object_get(it, "depends_on")))
 		verr(v, sub, "missing required field");
-	else {
-		check_string_array(v, sub, f, AG_DEPS_MAX, 1);
-		if (json_is_array(f))
-			json_array_foreach(f, i, e)
-				if (json_is_string(e))
-					json_array_append(json_object_get(n, "depends_on"), e);
+	else if (want_type(v, sub, f, JSON_ARRAY, "array")) {
+		if (json_array_size(f) > AG_DEPS_MAX)
+			verr(v, sub, "%zu entries is more than the limit of %d",
+			    json_array_size(f), AG_DEPS_MAX);
+		json_array_foreach(f, i, e) {
+			char dsub[AG_JPATH_MAX];
+			snprintf(dsub, sizeof(dsub), "%s[%zu]", sub, i);
+			/* only valid ids reach the graph checks and the messages */
+			if (check_id(v, dsub, e))
+				add_dep(v, items, self, e, dsub);
+		}
 	}
 
 	snprintf(sub, sizeof(sub), "%s.resourceLocks", path);
 	if (!(f = json_object_get(it, "resourceLocks")))
 		verr(v, sub, "missing required field");
 	else {
-		check_string_array(v, sub, f, AG_LOCKS_MAX, 0);
+		check_string_array(v, sub, f, AG_LOCKS_MAX, 1);
 		if (json_is_array(f)) {
 			json_array_foreach(f, i, e) {
 				if (json_is_string(e) && json_string_length(e) > AG_LOCKKEY_MAX) {
@@ -331,42 +374,110 @@ check_item(struct vctx *v, const char *path, json_t *it, json_t *items)
 
 	snprintf(sub, sizeof(sub), "%s.needs", path);
 	if ((f = json_object_get(it, "needs")) && want_type(v, sub, f, JSON_OBJECT, "object")) {
+		static const char *const need_fields[] = { "from", "select", NULL };
+		static const char *const select_fields[] = { "kind", "path", NULL };
+		json_t *deps = json_object_get(n, "depends_on");
+		struct ag_map named;
+		size_t at;
+
+		if (json_object_size(f) > AG_DEPS_MAX)
+			verr(v, sub, "%zu entries is more than the limit of %d",
+			    json_object_size(f), AG_DEPS_MAX);
+		/*
+		 * A from already in depends_on is not added again, so that a
+		 * normalized plan normalizes to itself when reconcile checks it.
+		 */
+		if (ag_map_init(&named, json_array_size(deps) + json_object_size(f)) < 0) {
+			v->oom = 1;
+			return;
+		}
+		json_array_foreach(deps, i, e)
+			ag_map_put(&named, json_string_value(e), i);
 		json_object_foreach(f, k, e) {
-			char nsub[AG_JPATH_MAX], fsub[AG_JPATH_MAX];
-			json_t *from, *sel, *kind;
+			char nsub[AG_JPATH_MAX], fsub[AG_JPATH_MAX], ksub[AG_JPATH_MAX];
+			json_t *from, *sel, *kind, *spath;
 			snprintf(nsub, sizeof(nsub), "%s.%s", sub, ag_quote(k, strlen(k)));
 			if (!ag_id_valid(k))
-				verr(v, nsub, "invalid needs key");
+				verr(v, nsub, "invalid needs key: keys match [A-Za-z0-9][A-Za-z0-9._@:+-]{0,127}");
 			if (!want_type(v, nsub, e, JSON_OBJECT, "object"))
 				continue;
+			unknown_fields(v, nsub, e, need_fields);
 			snprintf(fsub, sizeof(fsub), "%s.from", nsub);
 			if (!(from = json_object_get(e, "from")))
 				verr(v, fsub, "missing required field");
-			else if (check_id(v, fsub, from))
-				json_array_append(json_object_get(n, "depends_on"), from);
+			else if (check_id(v, fsub, from) &&
+			    ag_map_get(&named, json_string_value(from), &at) < 0) {
+				add_dep(v, items, self, from, fsub);
+				ag_map_put(&named, json_string_value(from), 0);
+			}
 			snprintf(fsub, sizeof(fsub), "%s.select", nsub);
-			if (!(sel = json_object_get(e, "select")))
+			if (!(sel = json_object_get(e, "select"))) {
 				verr(v, fsub, "missing required field");
-			else if (want_type(v, fsub, sel, JSON_OBJECT, "object")) {
-				kind = json_object_get(sel, "kind");
-				if (!json_is_string(kind) || (strcmp(json_string_value(kind), "patch") != 0 &&
-				    strcmp(json_string_value(kind), "output") != 0))
-					verr(v, fsub, "select.kind must be \"patch\" or \"output\"");
-				else if (strcmp(json_string_value(kind), "output") == 0 &&
-				    !json_is_string(json_object_get(sel, "path")))
-					verr(v, fsub, "select.path must be a string for kind \"output\"");
+				continue;
+			}
+			if (!want_type(v, fsub, sel, JSON_OBJECT, "object"))
+				continue;
+			unknown_fields(v, fsub, sel, select_fields);
+			snprintf(ksub, sizeof(ksub), "%s.kind", fsub);
+			kind = json_object_get(sel, "kind");
+			spath = json_object_get(sel, "path");
+			if (!kind) {
+				verr(v, ksub, "missing required field");
+			} else if (json_is_string(kind) && strcmp(json_string_value(kind), "output") == 0) {
+				snprintf(ksub, sizeof(ksub), "%s.path", fsub);
+				if (!spath)
+					verr(v, ksub, "missing required field for kind \"output\"");
+				else if (want_type(v, ksub, spath, JSON_STRING, "string") &&
+				    json_string_length(spath) == 0)
+					verr(v, ksub, "empty string");
+			} else if (json_is_string(kind) && strcmp(json_string_value(kind), "patch") == 0) {
+				if (spath) {
+					snprintf(ksub, sizeof(ksub), "%s.path", fsub);
+					verr(v, ksub, "kind \"patch\" takes no path");
+				}
+			} else if (want_type(v, ksub, kind, JSON_STRING, "string")) {
+				verr(v, ksub, "unknown kind '%s': use \"patch\" or \"output\"",
+				    ag_quote(json_string_value(kind), json_string_length(kind)));
 			}
 		}
+		ag_map_release(&named);
 		json_object_set(n, "needs", f);
 	}
 }
 
+/*
+ * The executor of every node: --executor, else agora.porkiExecutor. An
+ * exec executor must bring its own command, since nodes carry no argv.
+ */
 static void
-convert_porki(struct vctx *v, json_t *root, json_t *plan, const char *executor)
+check_porki_executor(struct vctx *v, const char *executor, int from_option)
+{
+	const char *path = from_option ? "--executor" : "$";
+	const char *what = from_option ? "" : "agora.porkiExecutor: ";
+	const struct ag_executor *ex;
+
+	if (!executor) {
+		verr(v, "$", "a porki DAG needs an executor: give --executor or set agora.porkiExecutor");
+		return;
+	}
+	if (ag_id_check(executor, strlen(executor)) < 0) {
+		verr(v, path, "%s", ag_error_msg());
+		return;
+	}
+	if (!(ex = ag_conf_executor(v->conf, executor)))
+		verr(v, path, "%sunknown executor '%s' (not in agora.conf)", what, executor);
+	else if (strcmp(ex->kind, "exec") == 0 && !ex->command)
+		verr(v, path, "%sexecutor '%s' has no command in agora.conf, and porki nodes "
+		    "carry no inputs.argv or inputs.sh", what, executor);
+}
+
+static void
+convert_porki(struct vctx *v, json_t *root, json_t *plan, const struct ag_plan_opts *o)
 {
 	static const char *const top[] = { "goal_id", "nodes", "edges", NULL };
 	static const char *const node_fields[] = { "id", "title", "priority",
 		"expected_artifacts", "metadata", NULL };
+	const char *executor = o->executor ? o->executor : v->conf->porki_executor;
 	char path[AG_JPATH_MAX], sub[AG_JPATH_MAX];
 	struct ag_map idx;
 	json_t *nodes, *edges, *items, *f, *e;
@@ -380,10 +491,7 @@ convert_porki(struct vctx *v, json_t *root, json_t *plan, const char *executor)
 		json_object_set(plan, "id", f);
 	else if (!f)
 		verr(v, "$.goal_id", "missing required field");
-	if (!executor)
-		verr(v, "$", "a porki DAG needs an executor: give --executor or set agora.porkiExecutor");
-	else if (!ag_conf_executor(v->conf, executor))
-		verr(v, "$", "unknown executor '%s' (not in agora.conf)", executor);
+	check_porki_executor(v, executor, o->executor != NULL);
 	nodes = json_object_get(root, "nodes");
 	if (!nodes) {
 		verr(v, "$.nodes", "missing required field");
@@ -391,17 +499,28 @@ convert_porki(struct vctx *v, json_t *root, json_t *plan, const char *executor)
 	}
 	if (!want_type(v, "$.nodes", nodes, JSON_ARRAY, "array"))
 		return;
-	if (ag_map_init(&idx, json_array_size(nodes)) < 0)
+	if (json_array_size(nodes) == 0) {
+		verr(v, "$.nodes", "a DAG needs at least one node");
 		return;
+	}
+	if (json_array_size(nodes) > AG_ITEMS_MAX) {
+		verr(v, "$.nodes", "%zu nodes is more than the limit of %d",
+		    json_array_size(nodes), AG_ITEMS_MAX);
+		return;
+	}
+	if (ag_map_init(&idx, json_array_size(nodes)) < 0) {
+		v->oom = 1;
+		return;
+	}
 	json_array_foreach(nodes, i, e) {
 		json_t *n, *inputs;
 		snprintf(path, sizeof(path), "$.nodes[%zu]", i);
+		/* even a wrong one takes its place, so that items[i] is $.nodes[i] */
+		n = new_item(v, items);
 		if (!want_type(v, path, e, JSON_OBJECT, "object"))
 			continue;
 		unknown_fields(v, path, e, node_fields);
-		n = json_object();
 		inputs = json_object();
-		json_array_append_new(items, n);
 		snprintf(sub, sizeof(sub), "%s.id", path);
 		if (!(f = json_object_get(e, "id")))
 			verr(v, sub, "missing required field");
@@ -426,7 +545,7 @@ convert_porki(struct vctx *v, json_t *root, json_t *plan, const char *executor)
 			json_object_set_new(n, "priority", json_integer(0));
 		snprintf(sub, sizeof(sub), "%s.expected_artifacts", path);
 		if ((f = json_object_get(e, "expected_artifacts"))) {
-			check_string_array(v, sub, f, 4096, 0);
+			check_string_array(v, sub, f, 4096, 1);
 			json_object_set(inputs, "expected_artifacts", f);
 		}
 		snprintf(sub, sizeof(sub), "%s.metadata", path);
@@ -473,75 +592,134 @@ convert_porki(struct vctx *v, json_t *root, json_t *plan, const char *executor)
 				ok = 0;
 			}
 			if (ok)
-				json_array_append(json_object_get(json_array_get(items, at),
-				    "depends_on"), src);
+				add_dep(v, items, at, src, path);
 		}
 	}
 	ag_map_release(&idx);
 }
 
+/* One dependency of an item, as the graph checks see it. */
+struct dep {
+	size_t to;	/* the item depended on */
+	size_t at;	/* its index in depends_on, which names its origin */
+};
+
+/* The plan path that states items[i]'s depends_on[at]. */
+static const char *
+dep_origin(const struct vctx *v, size_t i, size_t at)
+{
+	return json_string_value(json_array_get(json_array_get(v->origins, i), at));
+}
+
+static const char *
+item_id(json_t *items, size_t i)
+{
+	return json_string_value(json_object_get(json_array_get(items, i), "id"));
+}
+
 /*
- * Duplicate ids, unknown and repeated dependencies, and cycles. The cycle
- * search is an iterative depth-first walk, so a 100 000-long chain does
- * not overflow the stack; the error names the cycle.
+ * Name the cycle that the walk closed: stack[s..sp) holds its items, each
+ * depending on the next, and the last depending on the first. An agora
+ * plan reads it in the direction of depends_on ("a -> b": a depends on
+ * b), a porki DAG in the direction of its edges (source -> target); the
+ * error points at the plan entry that states the first arrow.
  */
 static void
-check_graph(struct vctx *v, json_t *items, const char *list_name)
+report_cycle(struct vctx *v, json_t *items, struct dep **adj, const size_t *stack,
+    const size_t *pos, size_t s, size_t sp, int porki)
 {
+	struct ag_buf cyc;
+	const char *path;
+	size_t k, w = stack[s], u = stack[sp - 1];
+
+	/* verr's line holds 1024 bytes: a long cycle is cut after 700 */
+	ag_buf_init(&cyc, 4096);
+	if (porki) {
+		path = dep_origin(v, u, adj[u][pos[sp - 1] - 1].at);
+		ag_buf_printf(&cyc, "%s", item_id(items, w));
+		for (k = sp; k-- > s;) {
+			if (cyc.len > 700 && k > s) {
+				ag_buf_puts(&cyc, " -> ...");
+				k = s;
+			}
+			ag_buf_printf(&cyc, " -> %s", item_id(items, stack[k]));
+		}
+	} else {
+		path = dep_origin(v, w, adj[w][pos[s] - 1].at);
+		for (k = s; k < sp; k++) {
+			if (cyc.len > 700) {
+				ag_buf_puts(&cyc, "... -> ");
+				break;
+			}
+			ag_buf_printf(&cyc, "%s -> ", item_id(items, stack[k]));
+		}
+		ag_buf_printf(&cyc, "%s", item_id(items, w));
+	}
+	verr(v, path, "dependency cycle: %s", cyc.ptr ? cyc.ptr : "");
+	ag_buf_release(&cyc);
+}
+
+/*
+ * Duplicate ids, unknown dependencies and self-dependencies, and cycles.
+ * The cycle search is an iterative depth-first walk, so a 100 000-long
+ * chain does not overflow the stack. Returns AG_ERROR only when out of
+ * memory, when the plan could not be checked at all.
+ */
+static int
+check_graph(struct vctx *v, json_t *items, int porki)
+{
+	const char *list_name = porki ? "nodes" : "items";
 	size_t n = json_array_size(items), i, j, at;
 	struct ag_map idx;
-	size_t **adj = NULL, *nadj = NULL;
+	struct dep **adj = NULL;
+	size_t *nadj = NULL, *seen = NULL, *stack = NULL, *pos = NULL;
 	unsigned char *color = NULL;
-	size_t *stack = NULL, *pos = NULL;
 	char path[AG_JPATH_MAX];
 	json_t *it, *d;
+	int rc = AG_ERROR;
 
 	if (ag_map_init(&idx, n) < 0)
-		return;
+		return AG_ERROR;
 	adj = calloc(n + 1, sizeof(*adj));
 	nadj = calloc(n + 1, sizeof(*nadj));
+	seen = calloc(n + 1, sizeof(*seen));
 	color = calloc(n + 1, 1);
 	stack = calloc(n + 1, sizeof(*stack));
 	pos = calloc(n + 1, sizeof(*pos));
-	if (!adj || !nadj || !color || !stack || !pos)
+	if (!adj || !nadj || !seen || !color || !stack || !pos)
 		goto out;
 	json_array_foreach(items, i, it) {
-		json_t *id = json_object_get(it, "id");
-		if (!json_is_string(id))
-			continue;
-		if (ag_map_get(&idx, json_string_value(id), &at) == 0) {
+		const char *id = json_string_value(json_object_get(it, "id"));
+		if (!id)
+			continue;	/* missing or invalid: already said */
+		if (ag_map_get(&idx, id, &at) == 0) {
 			snprintf(path, sizeof(path), "$.%s[%zu].id", list_name, i);
-			verr(v, path, "duplicate id '%s' (first at $.%s[%zu])",
-			    json_string_value(id), list_name, at);
-		} else {
-			ag_map_put(&idx, json_string_value(id), i);
+			verr(v, path, "duplicate id '%s' (first at $.%s[%zu])", id, list_name, at);
+		} else if (ag_map_put(&idx, id, i) < 0) {
+			goto out;
 		}
 	}
 	json_array_foreach(items, i, it) {
 		json_t *deps = json_object_get(it, "depends_on");
-		json_t *id = json_object_get(it, "id");
-		size_t nd = json_array_size(deps);
-		adj[i] = calloc(nd + 1, sizeof(**adj));
-		if (!adj[i])
+		const char *id = json_string_value(json_object_get(it, "id"));
+		if (!(adj[i] = calloc(json_array_size(deps) + 1, sizeof(**adj))))
 			goto out;
 		json_array_foreach(deps, j, d) {
-			size_t k;
-			int dup = 0;
-			snprintf(path, sizeof(path), "$.%s[%zu].depends_on[%zu]", list_name, i, j);
 			if (ag_map_get(&idx, json_string_value(d), &at) < 0) {
-				if (strcmp(list_name, "items") == 0)
-					verr(v, path, "unknown dependency '%s'", json_string_value(d));
+				verr(v, dep_origin(v, i, j), "unknown dependency '%s'",
+				    json_string_value(d));
 				continue;
 			}
-			if (json_is_string(id) && strcmp(json_string_value(id), json_string_value(d)) == 0) {
-				verr(v, path, "item '%s' depends on itself", json_string_value(d));
+			if (id && strcmp(id, json_string_value(d)) == 0) {
+				verr(v, dep_origin(v, i, j), "%s '%s' depends on itself", v->what, id);
 				continue;
 			}
-			for (k = 0; k < nadj[i]; k++)
-				if (adj[i][k] == at)
-					dup = 1;
-			if (!dup)
-				adj[i][nadj[i]++] = at;
+			/* a dependency named twice (depends_on and needs) is one edge */
+			if (seen[at] == i + 1)
+				continue;
+			seen[at] = i + 1;
+			adj[i][nadj[i]].to = at;
+			adj[i][nadj[i]++].at = j;
 		}
 	}
 	/* 0 white, 1 on the stack, 2 finished */
@@ -555,29 +733,17 @@ check_graph(struct vctx *v, json_t *items, const char *list_name)
 		while (sp) {
 			size_t u = stack[sp - 1];
 			if (pos[sp - 1] < nadj[u]) {
-				size_t w = adj[u][pos[sp - 1]++];
+				size_t w = adj[u][pos[sp - 1]++].to;
 				if (color[w] == 0) {
 					color[w] = 1;
 					stack[sp] = w;
 					pos[sp++] = 0;
 				} else if (color[w] == 1) {
-					struct ag_buf cyc;
 					size_t s = sp;
 					while (s > 0 && stack[s - 1] != w)
 						s--;
-					ag_buf_init(&cyc, 4096);
-					/* stack[s-1..sp-1] is w ... u; u depends on w */
-					for (j = sp; j-- > s - 1;) {
-						ag_buf_printf(&cyc, "%s -> ", json_string_value(
-						    json_object_get(json_array_get(items, stack[j]), "id")));
-						if (cyc.len > 3000)
-							break;
-					}
-					ag_buf_printf(&cyc, "%s", json_string_value(
-					    json_object_get(json_array_get(items, u), "id")));
-					snprintf(path, sizeof(path), "$.%s[%zu].depends_on", list_name, u);
-					verr(v, path, "dependency cycle: %s", cyc.ptr);
-					ag_buf_release(&cyc);
+					if (s > 0 && s < sp)
+						report_cycle(v, items, adj, stack, pos, s - 1, sp, porki);
 				}
 			} else {
 				color[u] = 2;
@@ -585,16 +751,66 @@ check_graph(struct vctx *v, json_t *items, const char *list_name)
 			}
 		}
 	}
+	rc = 0;
 out:
 	if (adj)
 		for (i = 0; i < n; i++)
 			free(adj[i]);
 	free(adj);
 	free(nadj);
+	free(seen);
 	free(color);
 	free(stack);
 	free(pos);
 	ag_map_release(&idx);
+	return rc;
+}
+
+/* Who submitted: printable ASCII without spaces or '@' ("@actor" ends a control line). */
+static void
+check_actor(struct vctx *v, const char *path, const json_t *j)
+{
+	const char *a;
+	size_t i, n;
+
+	if (!want_type(v, path, j, JSON_STRING, "string"))
+		return;
+	a = json_string_value(j);
+	n = json_string_length(j);
+	if (n == 0 || n > AG_ID_MAX) {
+		verr(v, path, "invalid actor '%s': 1 to %d characters", ag_quote(a, n), AG_ID_MAX);
+		return;
+	}
+	for (i = 0; i < n; i++)
+		if ((unsigned char)a[i] <= ' ' || (unsigned char)a[i] >= 0x7f || a[i] == '@') {
+			verr(v, path, "invalid actor '%s': printable characters, no spaces or '@'",
+			    ag_quote(a, n));
+			return;
+		}
+}
+
+/* The queue: --queue, else the plan's, else agora.defaultQueue; it must be configured. */
+static void
+check_queue(struct vctx *v, json_t *plan, const struct ag_plan_opts *o)
+{
+	const char *q = json_string_value(json_object_get(plan, "queue"));
+
+	if (o->queue) {
+		if (ag_id_check(o->queue, strlen(o->queue)) < 0)
+			verr(v, "--queue", "%s", ag_error_msg());
+		else if (!ag_conf_queue(v->conf, o->queue))
+			verr(v, "--queue", "unknown queue '%s' (not in agora.conf)", o->queue);
+		else
+			json_object_set_new(plan, "queue", json_string(o->queue));
+	} else if (q) {
+		if (!ag_conf_queue(v->conf, q))
+			verr(v, "$.queue", "unknown queue '%s' (not in agora.conf)", q);
+	} else if (!ag_conf_queue(v->conf, v->conf->default_queue)) {
+		verr(v, "$", "agora.defaultQueue names unknown queue '%s' (not in agora.conf)",
+		    v->conf->default_queue);
+	} else {
+		json_object_set_new(plan, "queue", json_string(v->conf->default_queue));
+	}
 }
 
 int
@@ -603,18 +819,17 @@ ag_plan_parse(json_t **out, struct ag_buf *errs, const struct ag_conf *conf,
 {
 	static const char *const top[] = { "id", "queue", "items", "maxAttempts", "title",
 		"actor", NULL };
-	struct vctx v = { o->name, errs, 0, conf };
+	struct vctx v = { o->name, errs, 0, conf, NULL, "item", 0 };
 	json_error_t jerr;
 	json_t *root = NULL, *plan = NULL, *items, *f, *it;
-	const char *queue;
 	size_t i;
 	char path[AG_JPATH_MAX];
-	int porki;
+	int porki, rc = AG_EINVALID;
 
 	*out = NULL;
 	if (len > AG_PLAN_MAX) {
-		ag_buf_printf(errs, "%s: plan is %zu bytes, more than the limit of %d\n",
-		    o->name, len, AG_PLAN_MAX);
+		ag_buf_printf(errs, "%s: plan is larger than the limit of %d bytes\n",
+		    o->name, AG_PLAN_MAX);
 		return AG_EINVALID;
 	}
 	root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
@@ -627,15 +842,21 @@ ag_plan_parse(json_t **out, struct ag_buf *errs, const struct ag_conf *conf,
 		verr(&v, "$", "expected object, got %s", type_name(root));
 		goto out;
 	}
+	if (!(v.origins = json_array())) {
+		rc = ag_error_set(AG_ERROR, "out of memory");
+		goto out;
+	}
 	check_strings(&v, "$", root, 0);
 	plan = json_object();
 	porki = json_object_get(root, "nodes") || json_object_get(root, "goal_id");
 	if (porki) {
-		convert_porki(&v, root, plan, o->executor ? o->executor : conf->porki_executor);
+		v.what = "node";
+		convert_porki(&v, root, plan, o);
 		items = json_object_get(plan, "items");
 	} else {
 		if (o->executor)
-			verr(&v, "$", "--executor applies only to porki DAGs");
+			verr(&v, "--executor", "applies only to porki DAGs; "
+			    "the items of an agora plan name their executor");
 		unknown_fields(&v, "$", root, top);
 		if ((f = json_object_get(root, "id")) && check_id(&v, "$.id", f))
 			json_object_set(plan, "id", f);
@@ -643,17 +864,21 @@ ag_plan_parse(json_t **out, struct ag_buf *errs, const struct ag_conf *conf,
 			json_object_set(plan, "queue", f);
 		if ((f = json_object_get(root, "title")) && want_type(&v, "$.title", f, JSON_STRING, "string"))
 			json_object_set(plan, "title", f);
-		if ((f = json_object_get(root, "actor")) && want_type(&v, "$.actor", f, JSON_STRING, "string"))
+		if ((f = json_object_get(root, "actor"))) {
+			check_actor(&v, "$.actor", f);
 			json_object_set(plan, "actor", f);
+		}
 		if ((f = json_object_get(root, "maxAttempts")) && check_int(&v, "$.maxAttempts", f, 1, 1000))
 			json_object_set(plan, "maxAttempts", f);
 		items = json_array();
 		json_object_set_new(plan, "items", items);
 		f = json_object_get(root, "items");
-		if (!f)
+		if (!f) {
 			verr(&v, "$.items", "missing required field");
-		else if (want_type(&v, "$.items", f, JSON_ARRAY, "array")) {
-			if (json_array_size(f) > AG_ITEMS_MAX)
+		} else if (want_type(&v, "$.items", f, JSON_ARRAY, "array")) {
+			if (json_array_size(f) == 0)
+				verr(&v, "$.items", "a plan needs at least one item");
+			else if (json_array_size(f) > AG_ITEMS_MAX)
 				verr(&v, "$.items", "%zu items is more than the limit of %d",
 				    json_array_size(f), AG_ITEMS_MAX);
 			else
@@ -663,36 +888,28 @@ ag_plan_parse(json_t **out, struct ag_buf *errs, const struct ag_conf *conf,
 				}
 		}
 	}
-	if (porki && json_array_size(items) > AG_ITEMS_MAX)
-		verr(&v, "$.nodes", "%zu nodes is more than the limit of %d",
-		    json_array_size(items), AG_ITEMS_MAX);
-	if (json_array_size(items) == 0 && v.nerrs == 0)
-		verr(&v, porki ? "$.nodes" : "$.items", "a plan needs at least one item");
-	check_graph(&v, items, porki ? "nodes" : "items");
-
+	if (v.oom || check_graph(&v, items, porki) < 0) {
+		rc = ag_error_set(AG_ERROR, "out of memory checking plan '%s'", o->name);
+		goto out;
+	}
 	if (o->id) {
 		if (ag_id_check(o->id, strlen(o->id)) < 0)
 			verr(&v, "--id", "%s", ag_error_msg());
 		else
 			json_object_set_new(plan, "id", json_string(o->id));
 	}
-	if (o->queue)
-		json_object_set_new(plan, "queue", json_string(o->queue));
-	if (!json_object_get(plan, "queue"))
-		json_object_set_new(plan, "queue", json_string(conf->default_queue));
-	queue = json_string_value(json_object_get(plan, "queue"));
-	if (queue && !ag_id_valid(queue))
-		verr(&v, "--queue", "%s", (ag_id_check(queue, strlen(queue)), ag_error_msg()));
-	else if (queue && !ag_conf_queue(conf, queue))
-		verr(&v, o->queue ? "--queue" : "$.queue", "unknown queue '%s' (not in agora.conf)", queue);
+	check_queue(&v, plan, o);
+	if (v.nerrs == 0)
+		rc = 0;
 out:
 	json_decref(root);
+	json_decref(v.origins);
 	if (v.nerrs > AG_PLAN_ERRORS_MAX)
-		ag_buf_printf(errs, "%s: ... and %zu more errors\n", o->name,
-		    v.nerrs - AG_PLAN_ERRORS_MAX);
-	if (v.nerrs) {
+		ag_buf_printf(errs, "%s: ... and %zu more error%s\n", o->name,
+		    v.nerrs - AG_PLAN_ERRORS_MAX, v.nerrs - AG_PLAN_ERRORS_MAX == 1 ? "" : "s");
+	if (rc < 0) {
 		json_decref(plan);
-		return AG_EINVALID;
+		return rc;
 	}
 	*out = plan;
 	return 0;

@@ -45,7 +45,7 @@ ag_run_exists(const char *dir, const char *id)
 	return 0;
 }
 
-/* Is a plan for this run id waiting in inbox/new? Names are "TIME.PID,ID". */
+/* Is a plan for this run id waiting in inbox/new? Names are "SEC.USEC.PID,ID". */
 int
 ag_run_queued(const char *dir, const char *id)
 {
@@ -104,15 +104,21 @@ ag_submit(char **out, struct ag_buf *errs, const char *dir, const struct ag_subm
 	*out = NULL;
 	if ((rc = ag_conf_load(&conf, dir)) < 0)
 		return rc;
-	if ((rc = ag_read_file(&text, o->file, (size_t)AG_PLAN_MAX + 1)) < 0) {
-		if (rc == AG_EINVALID)
-			ag_error_set(AG_EINVALID, "plan '%s' is larger than %d bytes", o->file, AG_PLAN_MAX);
+	/* a plan too big to read is one more invalid plan, said like the others */
+	if ((rc = ag_read_file(&text, o->file, (size_t)AG_PLAN_MAX + 1)) == AG_EINVALID) {
+		ag_buf_printf(errs, "%s: plan is larger than the limit of %d bytes\n",
+		    o->plan.name, AG_PLAN_MAX);
+		rc = ag_error_set(AG_EINVALID, "invalid plan '%s'", o->plan.name);
+		goto out;
+	} else if (rc < 0) {
 		goto out;
 	}
 	if ((rc = ag_plan_parse(&plan, errs, &conf, text.ptr, text.len, &o->plan)) < 0) {
-		ag_error_set(AG_EINVALID, "invalid plan '%s'", o->plan.name);
+		if (rc == AG_EINVALID)
+			ag_error_set(AG_EINVALID, "invalid plan '%s'", o->plan.name);
 		goto out;
 	}
+	/* --actor wins over the plan's own "actor", which ag_plan_parse checked */
 	if (o->actor) {
 		if ((rc = check_actor(o->actor)) < 0)
 			goto out;
@@ -120,8 +126,6 @@ ag_submit(char **out, struct ag_buf *errs, const char *dir, const struct ag_subm
 	} else if (!json_object_get(plan, "actor")) {
 		ag_default_actor(actor, sizeof(actor));
 		json_object_set_new(plan, "actor", json_string(actor));
-	} else if ((rc = check_actor(json_string_value(json_object_get(plan, "actor")))) < 0) {
-		goto out;
 	}
 	if (!json_object_get(plan, "id")) {
 		unsigned char rnd[3];
@@ -143,9 +147,18 @@ ag_submit(char **out, struct ag_buf *errs, const char *dir, const struct ag_subm
 	if ((rc = ag_path(path, sizeof(path), "%s/inbox/.lock", dir)) < 0 ||
 	    (rc = ag_lock_open(&lockfd, path, 0)) < 0)
 		goto out;
+	/*
+	 * Look in inbox/new before runs/: ingest creates runs/<id> before it
+	 * moves the plan out of inbox/new, so one of the two always shows it.
+	 */
+	if (ag_run_queued(dir, id)) {
+		rc = ag_error_set(AG_EEXISTS, "run '%s' is already waiting in the inbox; "
+		    "choose another id with --id", id);
+		goto out;
+	}
 	if ((rc = ag_path(path, sizeof(path), "%s/runs/%s", dir, id)) < 0)
 		goto out;
-	if (ag_exists(path) || ag_run_queued(dir, id)) {
+	if (ag_exists(path)) {
 		rc = ag_error_set(AG_EEXISTS, "run '%s' already exists; choose another id with --id", id);
 		goto out;
 	}
