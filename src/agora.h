@@ -111,6 +111,8 @@ int ag_time_parse(int64_t *out, const char *s);
 /* 0 if s[0..len) is a valid id, else AG_EINVALID with a message. */
 int ag_id_check(const char *s, size_t len);
 int ag_id_valid(const char *s);
+/* 0 if a[0..n) is a valid actor name, else AG_EINVALID with a message. */
+int ag_actor_check(const char *a, size_t n);
 int ag_sha256_hex(char out[65], const void *data, size_t len);
 /* The file name under locks/ for a lock key. */
 int ag_lock_filename(char *out, size_t size, const char *key);

@@ -429,6 +429,13 @@ ag_exec_attempt(const char *dir, const char *run, const char *item, int attempt,
 	    json_integer_value(json_object_get(spec, "leaseTtlMs")) > 0 ?
 	    json_integer_value(json_object_get(spec, "leaseTtlMs")) : 30000);
 report:
+	/*
+	 * The worker's group is gone: let go of the resource locks before
+	 * reporting, so that the tick which reaps this attempt can already
+	 * hand them on. The lease (fd 3) stays held until we exit.
+	 */
+	for (i = 1; i <= nlocks; i++)
+		close(3 + (int)i);
 	rc = write_result(adir, &res, dir);
 	free(argv);
 	free(input);

@@ -153,14 +153,15 @@ ag_read_file(struct ag_buf *out, const char *path, size_t max)
 	if (strcmp(path, "-") == 0)
 		fd = 0;
 	else if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return ag_error_sys(AG_ERROR, "cannot read '%s'", path);
+		return ag_error_sys(errno == ENOTDIR ? AG_EINVALID : AG_ERROR, "cannot read '%s'", path);
 	ag_buf_init(out, max);
 	for (;;) {
 		n = read(fd, chunk, sizeof(chunk));
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			rc = ag_error_sys(AG_ERROR, "cannot read '%s'", path);
+			/* a directory is a wrong argument, not a passing fault */
+			rc = ag_error_sys(errno == EISDIR ? AG_EINVALID : AG_ERROR, "cannot read '%s'", path);
 			break;
 		}
 		if (n == 0)

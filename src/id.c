@@ -40,6 +40,22 @@ ag_id_check(const char *s, size_t len)
 	return 0;
 }
 
+/* Who did it: printable ASCII without spaces or '@' ("@actor" ends a control line). */
+int
+ag_actor_check(const char *a, size_t n)
+{
+	size_t i;
+
+	if (n == 0 || n > AG_ID_MAX)
+		return ag_error_set(AG_EINVALID, "invalid actor '%s': 1 to %d characters",
+		    ag_quote(a, n), AG_ID_MAX);
+	for (i = 0; i < n; i++)
+		if ((unsigned char)a[i] <= ' ' || (unsigned char)a[i] >= 0x7f || a[i] == '@')
+			return ag_error_set(AG_EINVALID,
+			    "invalid actor '%s': printable characters, no spaces or '@'", ag_quote(a, n));
+	return 0;
+}
+
 int
 ag_id_valid(const char *s)
 {

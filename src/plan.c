@@ -766,27 +766,12 @@ out:
 	return rc;
 }
 
-/* Who submitted: printable ASCII without spaces or '@' ("@actor" ends a control line). */
 static void
 check_actor(struct vctx *v, const char *path, const json_t *j)
 {
-	const char *a;
-	size_t i, n;
-
-	if (!want_type(v, path, j, JSON_STRING, "string"))
-		return;
-	a = json_string_value(j);
-	n = json_string_length(j);
-	if (n == 0 || n > AG_ID_MAX) {
-		verr(v, path, "invalid actor '%s': 1 to %d characters", ag_quote(a, n), AG_ID_MAX);
-		return;
-	}
-	for (i = 0; i < n; i++)
-		if ((unsigned char)a[i] <= ' ' || (unsigned char)a[i] >= 0x7f || a[i] == '@') {
-			verr(v, path, "invalid actor '%s': printable characters, no spaces or '@'",
-			    ag_quote(a, n));
-			return;
-		}
+	if (want_type(v, path, j, JSON_STRING, "string") &&
+	    ag_actor_check(json_string_value(j), json_string_length(j)) < 0)
+		verr(v, path, "%s", ag_error_msg());
 }
 
 /* The queue: --queue, else the plan's, else agora.defaultQueue; it must be configured. */

@@ -834,7 +834,7 @@ ingest_one(struct tick *t, const char *name)
 	if ((rc = ag_path(path, sizeof(path), "%s/inbox/new/%s", t->dir, name)) < 0 ||
 	    (rc = ag_path(to, sizeof(to), "%s/inbox/cur/%s", t->dir, name)) < 0)
 		return rc;
-	ag_buf_init(&errs, 1u << 20);
+	ag_buf_init(&errs, 4u << 20);
 	if ((rc = ag_read_file(&text, path, (size_t)AG_PLAN_MAX + 1)) < 0) {
 		if (rc != AG_EINVALID)
 			return rc;
@@ -845,6 +845,8 @@ ingest_one(struct tick *t, const char *name)
 	po.name = msg;
 	rc = ag_plan_parse(&plan, &errs, &t->conf, text.ptr, text.len, &po);
 	ag_buf_release(&text);
+	if (rc < 0 && rc != AG_EINVALID)
+		goto out;	/* a temporary fault: the plan waits for the next tick */
 	if (rc < 0) {
 		rc = reject(t, name, errs.ptr ? errs.ptr : "invalid plan\n");
 		goto out;

@@ -265,7 +265,7 @@ build_items(struct ag_run *r, const struct ag_conf *c)
 {
 	json_t *items = json_object_get(r->plan, "items"), *it, *d, *s;
 	json_int_t run_max = json_integer_value(json_object_get(r->plan, "maxAttempts"));
-	size_t n = json_array_size(items), i, j, *indeg = NULL, head = 0, tail = 0;
+	size_t n = json_array_size(items), i, j, *indeg = NULL, *seen = NULL, head = 0, tail = 0;
 	const char *k;
 
 	r->nitems = n;
@@ -304,8 +304,14 @@ build_items(struct ag_run *r, const struct ag_conf *c)
 	}
 	r->count[AG_PENDING] = n;
 	indeg = calloc(n + 1, sizeof(*indeg));
-	if (!indeg)
+	seen = malloc((n + 1) * sizeof(*seen));
+	if (!indeg || !seen) {
+		free(indeg);
+		free(seen);
 		return ag_error_set(AG_ERROR, "out of memory");
+	}
+	for (i = 0; i < n; i++)
+		seen[i] = (size_t)-1;
 	json_array_foreach(items, i, it) {
 		json_t *deps = json_object_get(it, "depends_on");
 		struct ag_item *x = &r->items[i];
@@ -313,16 +319,16 @@ build_items(struct ag_run *r, const struct ag_conf *c)
 		if (!x->deps)
 			goto oom;
 		json_array_foreach(deps, j, d) {
-			size_t at, m;
-			int dup = 0;
+			size_t at;
 			if (ag_map_get(&r->idx, json_string_value(d), &at) < 0) {
 				free(indeg);
+				free(seen);
 				return ag_error_set(AG_EINVALID, "%s/plan.json: unknown dependency '%s'",
 				    r->dir, json_string_value(d));
 			}
-			for (m = 0; m < x->ndeps; m++)
-				dup |= x->deps[m] == at;
-			if (!dup) {
+			/* seen[at] == i: item i already depends on at */
+			if (seen[at] != i) {
+				seen[at] = i;
 				x->deps[x->ndeps++] = at;
 				r->items[at].nrdeps++;
 				indeg[i]++;
@@ -350,11 +356,13 @@ build_items(struct ag_run *r, const struct ag_conf *c)
 				r->topo[tail++] = x->rdeps[j];
 	}
 	free(indeg);
+	free(seen);
 	if (tail != n)
 		return ag_error_set(AG_EINVALID, "%s/plan.json: dependency cycle", r->dir);
 	return 0;
 oom:
 	free(indeg);
+	free(seen);
 	return ag_error_set(AG_ERROR, "out of memory");
 }
 

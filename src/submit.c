@@ -64,21 +64,6 @@ ag_run_queued(const char *dir, const char *id)
 	return found;
 }
 
-static int
-check_actor(const char *a)
-{
-	size_t i, n = strlen(a);
-
-	if (n == 0 || n > AG_ID_MAX)
-		return ag_error_set(AG_EINVALID, "invalid actor '%s': 1 to %d characters",
-		    ag_quote(a, n), AG_ID_MAX);
-	for (i = 0; i < n; i++)
-		if ((unsigned char)a[i] <= ' ' || (unsigned char)a[i] >= 0x7f || a[i] == '@')
-			return ag_error_set(AG_EINVALID,
-			    "invalid actor '%s': printable characters, no spaces or '@'", ag_quote(a, n));
-	return 0;
-}
-
 int
 ag_default_actor(char *out, size_t size)
 {
@@ -120,7 +105,7 @@ ag_submit(char **out, struct ag_buf *errs, const char *dir, const struct ag_subm
 	}
 	/* --actor wins over the plan's own "actor", which ag_plan_parse checked */
 	if (o->actor) {
-		if ((rc = check_actor(o->actor)) < 0)
+		if ((rc = ag_actor_check(o->actor, strlen(o->actor))) < 0)
 			goto out;
 		json_object_set_new(plan, "actor", json_string(o->actor));
 	} else if (!json_object_get(plan, "actor")) {
