@@ -34,7 +34,7 @@ bin/agora-helper: t/helper/agora-helper.c build/libagora.a src/agora.h
 	@mkdir -p bin
 	$(CC) $(CFLAGS) -Isrc $(LDFLAGS) -o $@ $< build/libagora.a $(LIBS)
 
-check: all
+check: all bin/agora-helper
 	@sh t/run
 
 demo: all

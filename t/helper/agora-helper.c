@@ -1,0 +1,227 @@
+/*
+ * agora-helper: a test-only driver for library internals.
+ *
+ *   agora-helper sched-props N SEED   check the scheduler's invariants on
+ *                                     N random states; prints "ok N" or the
+ *                                     first broken invariant
+ */
+#include "agora.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static unsigned long long rng;
+
+static unsigned
+rnd(unsigned n)
+{
+	rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+	return (unsigned)((rng >> 33) % n);
+}
+
+static const char *const keys[] = { "k0", "k1", "k2", "k3", "k4", "k5" };
+static const char *const queues[] = { "default", "other" };
+static char ids[64][8];
+
+static struct ag_run *
+random_run(int n, int which)
+{
+	struct ag_run *r = calloc(1, sizeof(*r));
+	int i;
+
+	r->id = calloc(1, 16);
+	snprintf(r->id, 16, "run%d", which);
+	r->queue = queues[rnd(2)];
+	r->submitted_at = rnd(3);
+	r->nitems = (size_t)n;
+	r->items = calloc((size_t)n, sizeof(*r->items));
+	r->paused = rnd(8) == 0;
+	for (i = 0; i < n; i++) {
+		struct ag_item *it = &r->items[i];
+		size_t k;
+		it->id = ids[i];
+		it->priority = (int)rnd(3);
+		it->status = rnd(3) ? AG_READY : (rnd(2) ? AG_RUNNING : AG_DONE);
+		it->nlocks = rnd(3);
+		it->locks = calloc(it->nlocks + 1, sizeof(*it->locks));
+		for (k = 0; k < it->nlocks; k++)
+			it->locks[k] = keys[rnd(6)];
+		it->nslots = rnd(2);
+		it->slots = calloc(2, sizeof(*it->slots));
+		if (it->nslots) {
+			it->slots[0].name = "llm";
+			it->slots[0].n = 1 + (int)rnd(2);
+		}
+		it->retry_at = rnd(6) == 0 ? 2000 : 0;
+		r->count[it->status]++;
+	}
+	return r;
+}
+
+static void
+free_run(struct ag_run *r)
+{
+	size_t i;
+
+	for (i = 0; i < r->nitems; i++) {
+		free(r->items[i].locks);
+		free(r->items[i].slots);
+	}
+	free(r->items);
+	free(r->id);
+	free(r);
+}
+
+static int
+rank_le(const struct ag_run *ra, const struct ag_item *a, size_t ia,
+    const struct ag_run *rb, const struct ag_item *b, size_t ib)
+{
+	if (a->priority != b->priority)
+		return a->priority > b->priority;
+	if (ra->submitted_at != rb->submitted_at)
+		return ra->submitted_at < rb->submitted_at;
+	if (ra != rb)
+		return strcmp(ra->id, rb->id) < 0;
+	return ia < ib;
+}
+
+static int
+check(struct ag_run **runs, size_t nruns, const struct ag_conf *c)
+{
+	struct ag_actions a = { 0 };
+	const char *holder[6] = { 0 };
+	int per_queue[2] = { 0, 0 }, total = 0, llm = 0;
+	size_t i, j, k, fired = 0;
+	const struct ag_action *last = NULL;
+
+	if (ag_sched_pick(&a, runs, nruns, c, 1000) < 0)
+		return printf("pick failed: %s\n", ag_error_msg()), 1;
+	/* what runs already */
+	for (i = 0; i < nruns; i++)
+		for (j = 0; j < runs[i]->nitems; j++) {
+			const struct ag_item *it = &runs[i]->items[j];
+			if (it->status != AG_RUNNING)
+				continue;
+			total++;
+			per_queue[strcmp(runs[i]->queue, "default") != 0]++;
+			for (k = 0; k < it->nslots; k++)
+				llm += it->slots[k].n;
+			for (k = 0; k < it->nlocks; k++)
+				holder[it->locks[k][1] - '0'] = "running";
+		}
+	for (i = 0; i < a.len; i++) {
+		const struct ag_action *x = &a.v[i];
+		const struct ag_item *it = &x->run->items[x->item];
+		int q = strcmp(x->run->queue, "default") != 0;
+		if (it->status != AG_READY)
+			return printf("action on a %s item\n", ag_status_names[it->status]), 1;
+		if (last && !rank_le(last->run, &last->run->items[last->item], last->item,
+		    x->run, it, x->item))
+			return printf("actions out of fire order at %zu\n", i), 1;
+		last = x;
+		if (x->kind != AG_ACT_FIRE) {
+			if (!x->reason[0])
+				return printf("a waiting item has no reason\n"), 1;
+			continue;
+		}
+		fired++;
+		if (x->run->paused || it->retry_at > 1000)
+			return printf("fired a paused or backing-off item\n"), 1;
+		total++;
+		per_queue[q]++;
+		for (k = 0; k < it->nslots; k++)
+			llm += it->slots[k].n;
+		for (k = 0; k < it->nlocks; k++) {
+			int kk = it->locks[k][1] - '0';
+			if (holder[kk] && holder[kk] != (const char *)it)
+				return printf("lock %s given twice\n", it->locks[k]), 1;
+			holder[kk] = (const char *)it;
+		}
+	}
+	(void)fired;
+	if (total > c->concurrency && c->concurrency)
+		return printf("global concurrency %d > %d\n", total, c->concurrency), 1;
+	for (i = 0; i < 2; i++)
+		if (c->queues[i].concurrency && per_queue[i] > c->queues[i].concurrency)
+			return printf("queue %s over its cap\n", queues[i]), 1;
+	if (llm > c->slots[0].capacity)
+		return printf("slot over capacity\n"), 1;
+	ag_actions_release(&a);
+	return 0;
+}
+
+static int
+sched_props(int n, unsigned long long seed)
+{
+	struct ag_queue qs[2] = { { "default", 0 }, { "other", 0 } };
+	struct ag_slot slots[1] = { { "llm", 2, 0 } };
+	struct ag_conf c;
+	int t;
+
+	rng = seed;
+	for (t = 0; t < 64; t++)
+		snprintf(ids[t], sizeof(ids[t]), "i%d", t);
+	for (t = 0; t < n; t++) {
+		struct ag_run *runs[3];
+		size_t nruns = 1 + rnd(3), i;
+		int bad;
+		memset(&c, 0, sizeof(c));
+		qs[0].concurrency = (int)rnd(5);
+		qs[1].concurrency = (int)rnd(5);
+		c.concurrency = (int)rnd(6);
+		c.queues = qs;
+		c.nqueues = 2;
+		c.slots = slots;
+		c.nslots = 1;
+		for (i = 0; i < nruns; i++)
+			runs[i] = random_run(1 + (int)rnd(12), (int)i);
+		/*
+		 * Running items come from the scheduler itself: fire what a
+		 * first pick says, finish some of them, then check a second pick.
+		 */
+		for (i = 0; i < nruns; i++) {
+			size_t j;
+			for (j = 0; j < runs[i]->nitems; j++) {
+				struct ag_item *it = &runs[i]->items[j];
+				if (it->status == AG_RUNNING) {
+					it->status = AG_DONE;
+					runs[i]->count[AG_RUNNING]--;
+					runs[i]->count[AG_DONE]++;
+				}
+			}
+		}
+		{
+			struct ag_actions first = { 0 };
+			if (ag_sched_pick(&first, runs, nruns, &c, 1000) < 0)
+				return 1;
+			for (i = 0; i < first.len; i++) {
+				struct ag_item *it = &first.v[i].run->items[first.v[i].item];
+				if (first.v[i].kind != AG_ACT_FIRE)
+					continue;
+				it->status = rnd(3) ? AG_RUNNING : AG_DONE;
+				first.v[i].run->count[AG_READY]--;
+				first.v[i].run->count[it->status]++;
+			}
+			ag_actions_release(&first);
+		}
+		bad = check(runs, nruns, &c);
+		for (i = 0; i < nruns; i++)
+			free_run(runs[i]);
+		if (bad) {
+			printf("state %d of seed %llu\n", t, seed);
+			return 1;
+		}
+	}
+	printf("ok %d\n", n);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	if (argc == 4 && strcmp(argv[1], "sched-props") == 0)
+		return sched_props((int)strtol(argv[2], NULL, 10), strtoull(argv[3], NULL, 10));
+	fprintf(stderr, "usage: agora-helper sched-props N SEED\n");
+	return 100;
+}
