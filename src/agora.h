@@ -88,6 +88,8 @@ int ag_fsync_parent(const char *path);
 int ag_write_all(int fd, const void *data, size_t len);
 /* Temp name in the same directory, fsync, rename, fsync the directory. */
 int ag_write_atomic(const char *path, const void *data, size_t len, int mode);
+/* The same without the fsyncs, for files that status.jsonl makes redundant. */
+int ag_write_replace(const char *path, const void *data, size_t len, int mode);
 /* O_EXCL create, write, fsync, fsync the directory (AG_EEXISTS if present). */
 int ag_create_excl(const char *path, const void *data, size_t len, int mode);
 /* Read a whole file (or "-" for stdin) of at most max bytes. */

@@ -106,7 +106,7 @@ write_result(const char *adir, const struct result *res, const char *dir)
 		return ag_error_set(AG_ERROR, "out of memory");
 	rc = ag_path(path, sizeof(path), "%s/result.json", adir);
 	if (rc == 0)
-		rc = ag_write_atomic(path, s, strlen(s), 0644);
+		rc = ag_write_replace(path, s, strlen(s), 0644);
 	free(s);
 	ag_wake(dir);
 	return rc;
@@ -231,7 +231,7 @@ supervise(struct result *res, char **argv, char **envp, const char *cwd, const c
 	 */
 	snprintf(pidtext, sizeof(pidtext), "%ld 0\n", (long)self);
 	if (ag_path(path, sizeof(path), "%s/pid", adir) < 0 ||
-	    ag_write_atomic(path, pidtext, strlen(pidtext), 0644) < 0) {
+	    ag_write_replace(path, pidtext, strlen(pidtext), 0644) < 0) {
 		snprintf(res->reason, sizeof(res->reason), "%s", ag_error_msg());
 		goto out;
 	}
@@ -286,7 +286,7 @@ child_fail:
 	}
 	snprintf(pidtext, sizeof(pidtext), "%ld %ld\n", (long)self, (long)pid);
 	if (ag_path(path, sizeof(path), "%s/pid", adir) == 0)
-		ag_write_atomic(path, pidtext, strlen(pidtext), 0644);
+		ag_write_replace(path, pidtext, strlen(pidtext), 0644);
 
 	now = ag_mono_ms();
 	renew = now + ttl_ms / 3;
@@ -404,7 +404,7 @@ ag_exec_attempt(const char *dir, const char *run, const char *item, int attempt,
 	}
 	input = json_dumps(json_object_get(spec, "inputs"), JSON_INDENT(1) | JSON_PRESERVE_ORDER);
 	if (ag_path(path, sizeof(path), "%s/input.json", adir) < 0 || !input ||
-	    ag_write_atomic(path, input, strlen(input), 0644) < 0) {
+	    ag_write_replace(path, input, strlen(input), 0644) < 0) {
 		snprintf(res.reason, sizeof(res.reason), "cannot write input.json: %s", ag_error_msg());
 		goto report;
 	}

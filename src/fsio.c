@@ -109,20 +109,38 @@ write_temp(const char *path, char *tmp, size_t tmpsize, const void *data,
 	return 0;
 }
 
-int
-ag_write_atomic(const char *path, const void *data, size_t len, int mode)
+static int
+write_file(const char *path, const void *data, size_t len, int mode, int sync)
 {
 	char tmp[AG_PATH_MAX];
 	int rc;
 
-	if ((rc = write_temp(path, tmp, sizeof(tmp), data, len, mode, 1)) < 0)
+	if ((rc = write_temp(path, tmp, sizeof(tmp), data, len, mode, sync)) < 0)
 		return rc;
 	if (rename(tmp, path) < 0) {
 		rc = ag_error_sys(AG_ERROR, "cannot rename '%s' to '%s'", tmp, path);
 		unlink(tmp);
 		return rc;
 	}
-	return ag_fsync_parent(path);
+	return sync ? ag_fsync_parent(path) : 0;
+}
+
+int
+ag_write_atomic(const char *path, const void *data, size_t len, int mode)
+{
+	return write_file(path, data, len, mode, 1);
+}
+
+/*
+ * The files of an attempt (spec.json, pid, input.json, result.json) and
+ * the state.json cache: status.jsonl, fsynced once per tick, is what makes
+ * a step durable, so these only need to be whole, never torn. After a
+ * power cut one may be missing, and the log still tells what to do.
+ */
+int
+ag_write_replace(const char *path, const void *data, size_t len, int mode)
+{
+	return write_file(path, data, len, mode, 0);
 }
 
 int

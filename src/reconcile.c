@@ -24,6 +24,9 @@ struct ag_tick_cache {
 	struct ag_run **runs;
 	size_t nruns;
 	int64_t last_snapshot;
+	struct ag_conf conf;	/* agora.conf as of conf_st */
+	struct stat conf_st;
+	int have_conf;
 };
 
 struct pending_spawn {
@@ -38,6 +41,7 @@ struct pending_spawn {
 struct tick {
 	const char *dir;
 	struct ag_conf conf;
+	const struct ag_conf *confp;	/* the cache's, when the cache holds it */
 	struct ag_tick_stats *stats;
 	struct ag_buf warn;
 	struct ag_run **runs;
@@ -601,7 +605,7 @@ fire(struct tick *t, struct ag_run *r, size_t item)
 	if (!text)
 		return ag_error_set(AG_ERROR, "out of memory");
 	if ((rc = attempt_path(path, sizeof(path), r, item, attempt, "spec.json")) == 0)
-		rc = ag_write_atomic(path, text, strlen(text), 0644);
+		rc = ag_write_replace(path, text, strlen(text), 0644);
 	free(text);
 	if (rc < 0)
 		return rc;
@@ -1139,6 +1143,42 @@ release_runs(struct tick *t, struct ag_tick_cache *cache)
 	t->nruns = 0;
 }
 
+/*
+ * agora-serve keeps agora.conf between ticks and reads it again only when
+ * the file changed; runs loaded under the old one are loaded afresh.
+ */
+static int
+load_conf(struct tick *t, const char *dir, struct ag_tick_cache **cachep)
+{
+	char path[AG_PATH_MAX];
+	struct ag_tick_cache *c = cachep ? *cachep : NULL;
+	struct stat st;
+	size_t i;
+	int rc;
+
+	if (!c || ag_path(path, sizeof(path), "%s/agora.conf", dir) < 0 || stat(path, &st) < 0)
+		return ag_conf_load(&t->conf, dir);
+	if (c->have_conf && st.st_ino == c->conf_st.st_ino && st.st_size == c->conf_st.st_size &&
+	    st.st_mtim.tv_sec == c->conf_st.st_mtim.tv_sec &&
+	    st.st_mtim.tv_nsec == c->conf_st.st_mtim.tv_nsec) {
+		t->conf = c->conf;
+		t->confp = &c->conf;
+		return 0;
+	}
+	if ((rc = ag_conf_load(&t->conf, dir)) < 0)
+		return rc;
+	if (c->have_conf)
+		ag_conf_release(&c->conf);
+	for (i = 0; i < c->nruns; i++)
+		ag_run_free(c->runs[i]);
+	c->nruns = 0;
+	c->conf = t->conf;
+	c->conf_st = st;
+	c->have_conf = 1;
+	t->confp = &c->conf;
+	return 0;
+}
+
 void
 ag_tick_cache_free(struct ag_tick_cache *c)
 {
@@ -1146,6 +1186,8 @@ ag_tick_cache_free(struct ag_tick_cache *c)
 
 	if (!c)
 		return;
+	if (c->have_conf)
+		ag_conf_release(&c->conf);
 	for (i = 0; i < c->nruns; i++)
 		ag_run_free(c->runs[i]);
 	free(c->runs);
@@ -1168,7 +1210,7 @@ ag_tick(struct ag_tick_stats *out, const char *dir, const struct ag_tick_opts *o
 	t.stats = out;
 	ag_buf_init(&t.warn, 1u << 20);
 	ag_buf_init(&t.global, 0);
-	if ((rc = ag_conf_load(&t.conf, dir)) < 0)
+	if ((rc = load_conf(&t, dir, cachep)) < 0)
 		goto out;
 	if ((rc = ag_path(path, sizeof(path), "%s/tick.lock", dir)) < 0 ||
 	    (rc = ag_lock_open(&lockfd, path, o->nonblock)) < 0) {
@@ -1229,7 +1271,8 @@ out:
 	release_runs(&t, cache);
 	if (lockfd >= 0)
 		close(lockfd);
-	ag_conf_release(&t.conf);
+	if (!cache || &cache->conf != t.confp)
+		ag_conf_release(&t.conf);
 	ag_buf_release(&t.global);
 	if (t.warn.len && rc == 0) {
 		/* the tick went on; say what it skipped */

@@ -605,7 +605,7 @@ ag_run_snapshot(struct ag_run *r)
 	json_decref(o);
 	if (!s)
 		return ag_error_set(AG_ERROR, "out of memory");
-	rc = ag_write_atomic(path, s, strlen(s), 0644);
+	rc = ag_write_replace(path, s, strlen(s), 0644);
 	free(s);
 	return rc;
 }
