@@ -220,8 +220,10 @@ struct ag_item_slot {
 };
 
 struct ag_item {
-	const char *id;		/* borrowed from the plan */
-	json_t *spec;		/* the item's plan object, borrowed */
+	const char *id;
+	const char *executor;
+	int64_t spec_off;	/* the item's line in plan.json (-1: parsed whole) */
+	size_t spec_len;	/* its length (or its index in the whole plan) */
 	size_t *deps;
 	size_t ndeps;
 	size_t *rdeps;		/* dependents */
@@ -247,7 +249,9 @@ struct ag_item {
 struct ag_run {
 	char *id;
 	char *dir;		/* runs/<id> */
-	json_t *plan;
+	json_t *plan;		/* the plan's own fields, without its items */
+	json_t *full;		/* the whole plan, only for a plan.json of another layout */
+	struct ag_arena *arena;	/* the strings */
 	const char *queue;
 	int64_t submitted_at;
 	struct ag_item *items;
@@ -288,6 +292,10 @@ int ag_run_load(struct ag_run **out, const struct ag_conf *c, const char *id, in
 int ag_run_follow(struct ag_run *r, void (*cb)(void *, const char *, size_t, const json_t *),
     void *arg);
 void ag_run_free(struct ag_run *r);
+/* The item's object from plan.json, read again (its inputs are not kept). */
+int ag_run_item_spec(json_t **out, const struct ag_run *r, size_t i);
+/* plan.json text: the run's fields on the first line, then one item per line. */
+int ag_plan_write(char **out, const json_t *plan);
 int ag_run_item(const struct ag_run *r, const char *id, size_t *out);
 /* Apply one parsed event to the in-memory state. */
 void ag_run_apply(struct ag_run *r, const json_t *ev);

@@ -524,10 +524,14 @@ static json_t *
 make_spec(const struct tick *t, const struct ag_run *r, size_t item, int attempt)
 {
 	const struct ag_item *it = &r->items[item];
-	const char *exname = json_string_value(json_object_get(it->spec, "executor"));
+	const char *exname = it->executor;
 	const struct ag_executor *ex = ag_conf_executor(&t->conf, exname);
-	json_t *inputs = json_object_get(it->spec, "inputs");
+	json_t *plan_item = NULL, *inputs;
 	json_t *spec = json_object(), *pass = json_array();
+
+	if (ag_run_item_spec(&plan_item, r, item) < 0)
+		json_object_set_new(spec, "error", json_string(ag_error_msg()));
+	inputs = json_object_get(plan_item, "inputs");
 
 	json_object_set_new(spec, "run", json_string(r->id));
 	json_object_set_new(spec, "item", json_string(it->id));
@@ -554,7 +558,8 @@ make_spec(const struct tick *t, const struct ag_run *r, size_t item, int attempt
 	json_object_set(spec, "inputs", inputs);
 	if (!ex)
 		json_object_set_new(spec, "error", json_sprintf("executor '%s' is not configured",
-		    exname ? exname : "?"));
+		    exname));
+	json_decref(plan_item);
 	return spec;
 }
 
@@ -732,10 +737,8 @@ create_run(struct tick *t, json_t *plan, const char *id, const char *name)
 		return ag_error_sys(AG_ERROR, "cannot create '%s'", tmp);
 	json_object_set_new(plan, "submittedAt", json_integer(name_time_us(name)));
 	json_object_set_new(plan, "source", json_string(name));
-	if (!(text = json_dumps(plan, JSON_INDENT(1) | JSON_PRESERVE_ORDER))) {
-		rc = ag_error_set(AG_ERROR, "out of memory");
+	if ((rc = ag_plan_write(&text, plan)) < 0)
 		goto out;
-	}
 	if ((rc = ag_path(path, sizeof(path), "%s/plan.json", tmp)) < 0 ||
 	    (rc = ag_create_excl(path, text, strlen(text), 0444)) < 0)
 		goto out;

@@ -260,71 +260,119 @@ ag_run_sync(struct ag_run *r)
 	return 0;
 }
 
-static int
-build_items(struct ag_run *r, const struct ag_conf *c)
-{
-	json_t *items = json_object_get(r->plan, "items"), *it, *d, *s;
-	json_int_t run_max = json_integer_value(json_object_get(r->plan, "maxAttempts"));
-	size_t n = json_array_size(items), i, j, *indeg = NULL, *seen = NULL, head = 0, tail = 0;
-	const char *k;
+/*
+ * The strings of a loaded run live in one arena, freed with the run: a
+ * 100 000-item run is a few hundred thousand small strings.
+ */
+struct ag_arena {
+	struct ag_arena *next;
+	size_t used, cap;
+	char data[];
+};
 
-	r->nitems = n;
-	r->items = calloc(n + 1, sizeof(*r->items));
-	r->topo = calloc(n + 1, sizeof(*r->topo));
-	if (!r->items || !r->topo || ag_map_init(&r->idx, n) < 0)
-		return ag_error_set(AG_ERROR, "out of memory");
-	json_array_foreach(items, i, it) {
-		struct ag_item *x = &r->items[i];
-		json_t *t;
-		x->id = json_string_value(json_object_get(it, "id"));
-		if (!x->id || ag_map_put(&r->idx, x->id, i) < 0)
-			return ag_error_set(AG_EINVALID, "%s/plan.json: bad item %zu", r->dir, i);
-		x->spec = it;
-		x->priority = (int)json_integer_value(json_object_get(it, "priority"));
-		x->max_attempts = (int)json_integer_value(json_object_get(it, "maxAttempts"));
-		if (!x->max_attempts)
-			x->max_attempts = run_max ? (int)run_max : c->max_attempts;
-		t = json_object_get(it, "timeout");
-		if (json_is_number(t))
-			x->timeout_ms = (int64_t)(json_number_value(t) * 1000);
-		x->nlocks = json_array_size(json_object_get(it, "resourceLocks"));
-		x->locks = calloc(x->nlocks + 1, sizeof(*x->locks));
-		if (!x->locks)
-			return ag_error_set(AG_ERROR, "out of memory");
-		json_array_foreach(json_object_get(it, "resourceLocks"), j, d)
-			x->locks[j] = json_string_value(d);
-		s = json_object_get(it, "slots");
-		x->slots = calloc(json_object_size(s) + 1, sizeof(*x->slots));
-		if (!x->slots)
-			return ag_error_set(AG_ERROR, "out of memory");
-		json_object_foreach(s, k, d) {
-			x->slots[x->nslots].name = k;
-			x->slots[x->nslots++].n = (int)json_integer_value(d);
-		}
+static char *
+arena_strdup(struct ag_run *r, const char *s)
+{
+	size_t n = strlen(s) + 1;
+	struct ag_arena *a = r->arena;
+
+	if (!a || a->cap - a->used < n) {
+		size_t cap = n > 65536 ? n : 65536;
+		if (!(a = malloc(sizeof(*a) + cap)))
+			return NULL;
+		a->next = r->arena;
+		a->used = 0;
+		a->cap = cap;
+		r->arena = a;
 	}
+	memcpy(a->data + a->used, s, n);
+	a->used += n;
+	return a->data + a->used - n;
+}
+
+/* Dependency names, kept only until every id is known. */
+struct pending_deps {
+	char **names;
+	size_t n;
+};
+
+static int
+add_item(struct ag_run *r, const struct ag_conf *c, const json_t *it, int64_t off,
+    size_t len, struct pending_deps *pd)
+{
+	struct ag_item *x = &r->items[r->nitems];
+	json_int_t run_max = json_integer_value(json_object_get(r->plan, "maxAttempts"));
+	json_t *t, *d, *s = json_object_get(it, "slots"), *deps = json_object_get(it, "depends_on");
+	const char *k;
+	size_t j;
+
+	if (!json_is_string(json_object_get(it, "id")) ||
+	    !(x->id = arena_strdup(r, json_string_value(json_object_get(it, "id")))))
+		return ag_error_set(AG_EINVALID, "%s/plan.json: bad item %zu", r->dir, r->nitems);
+	if (ag_map_put(&r->idx, x->id, r->nitems) < 0)
+		return ag_error_set(AG_EINVALID, "%s/plan.json: duplicate item '%s'", r->dir, x->id);
+	x->executor = arena_strdup(r, json_is_string(json_object_get(it, "executor")) ?
+	    json_string_value(json_object_get(it, "executor")) : "");
+	x->spec_off = off;
+	x->spec_len = len;
+	x->priority = (int)json_integer_value(json_object_get(it, "priority"));
+	x->max_attempts = (int)json_integer_value(json_object_get(it, "maxAttempts"));
+	if (!x->max_attempts)
+		x->max_attempts = run_max ? (int)run_max : c->max_attempts;
+	t = json_object_get(it, "timeout");
+	if (json_is_number(t))
+		x->timeout_ms = (int64_t)(json_number_value(t) * 1000);
+	x->nlocks = json_array_size(json_object_get(it, "resourceLocks"));
+	if (!(x->locks = calloc(x->nlocks + 1, sizeof(*x->locks))))
+		return ag_error_set(AG_ERROR, "out of memory");
+	json_array_foreach(json_object_get(it, "resourceLocks"), j, d)
+		if (!(x->locks[j] = arena_strdup(r, json_is_string(d) ? json_string_value(d) : "")))
+			return ag_error_set(AG_ERROR, "out of memory");
+	if (json_object_size(s) &&
+	    !(x->slots = calloc(json_object_size(s) + 1, sizeof(*x->slots))))
+		return ag_error_set(AG_ERROR, "out of memory");
+	json_object_foreach(s, k, d) {
+		x->slots[x->nslots].name = arena_strdup(r, k);
+		x->slots[x->nslots++].n = (int)json_integer_value(d);
+	}
+	pd->n = json_array_size(deps);
+	if (pd->n && !(pd->names = calloc(pd->n, sizeof(*pd->names))))
+		return ag_error_set(AG_ERROR, "out of memory");
+	json_array_foreach(deps, j, d)
+		if (!(pd->names[j] = strdup(json_is_string(d) ? json_string_value(d) : "")))
+			return ag_error_set(AG_ERROR, "out of memory");
+	r->nitems++;
+	return 0;
+}
+
+/* Resolve the dependency names, find the dependents and a topological order. */
+static int
+link_items(struct ag_run *r, struct pending_deps *pd)
+{
+	size_t n = r->nitems, i, j, *indeg = NULL, *seen = NULL, head = 0, tail = 0;
+	int rc = 0;
+
 	r->count[AG_PENDING] = n;
 	indeg = calloc(n + 1, sizeof(*indeg));
 	seen = malloc((n + 1) * sizeof(*seen));
 	if (!indeg || !seen) {
-		free(indeg);
-		free(seen);
-		return ag_error_set(AG_ERROR, "out of memory");
+		rc = ag_error_set(AG_ERROR, "out of memory");
+		goto out;
 	}
 	for (i = 0; i < n; i++)
 		seen[i] = (size_t)-1;
-	json_array_foreach(items, i, it) {
-		json_t *deps = json_object_get(it, "depends_on");
+	for (i = 0; i < n; i++) {
 		struct ag_item *x = &r->items[i];
-		x->deps = calloc(json_array_size(deps) + 1, sizeof(*x->deps));
-		if (!x->deps)
-			goto oom;
-		json_array_foreach(deps, j, d) {
+		if (!(x->deps = calloc(pd[i].n + 1, sizeof(*x->deps)))) {
+			rc = ag_error_set(AG_ERROR, "out of memory");
+			goto out;
+		}
+		for (j = 0; j < pd[i].n; j++) {
 			size_t at;
-			if (ag_map_get(&r->idx, json_string_value(d), &at) < 0) {
-				free(indeg);
-				free(seen);
-				return ag_error_set(AG_EINVALID, "%s/plan.json: unknown dependency '%s'",
-				    r->dir, json_string_value(d));
+			if (ag_map_get(&r->idx, pd[i].names[j], &at) < 0) {
+				rc = ag_error_set(AG_EINVALID, "%s/plan.json: unknown dependency '%s'",
+				    r->dir, ag_quote(pd[i].names[j], strlen(pd[i].names[j])));
+				goto out;
 			}
 			/* seen[at] == i: item i already depends on at */
 			if (seen[at] != i) {
@@ -337,8 +385,10 @@ build_items(struct ag_run *r, const struct ag_conf *c)
 	}
 	for (i = 0; i < n; i++) {
 		r->items[i].rdeps = calloc(r->items[i].nrdeps + 1, sizeof(size_t));
-		if (!r->items[i].rdeps)
-			goto oom;
+		if (!r->items[i].rdeps) {
+			rc = ag_error_set(AG_ERROR, "out of memory");
+			goto out;
+		}
 		r->items[i].nrdeps = 0;
 	}
 	for (i = 0; i < n; i++)
@@ -355,15 +405,242 @@ build_items(struct ag_run *r, const struct ag_conf *c)
 			if (--indeg[x->rdeps[j]] == 0)
 				r->topo[tail++] = x->rdeps[j];
 	}
-	free(indeg);
-	free(seen);
 	if (tail != n)
-		return ag_error_set(AG_EINVALID, "%s/plan.json: dependency cycle", r->dir);
-	return 0;
-oom:
+		rc = ag_error_set(AG_EINVALID, "%s/plan.json: dependency cycle", r->dir);
+out:
 	free(indeg);
 	free(seen);
-	return ag_error_set(AG_ERROR, "out of memory");
+	return rc;
+}
+
+static int
+alloc_items(struct ag_run *r, size_t n, struct pending_deps **pd)
+{
+	r->items = calloc(n + 1, sizeof(*r->items));
+	r->topo = calloc(n + 1, sizeof(*r->topo));
+	*pd = calloc(n + 1, sizeof(**pd));
+	if (!r->items || !r->topo || !*pd || ag_map_init(&r->idx, n) < 0)
+		return ag_error_set(AG_ERROR, "out of memory");
+	return 0;
+}
+
+static void
+free_pending(struct pending_deps *pd, size_t n)
+{
+	size_t i, j;
+
+	if (!pd)
+		return;
+	for (i = 0; i < n; i++) {
+		for (j = 0; j < pd[i].n; j++)
+			free(pd[i].names ? pd[i].names[j] : NULL);
+		free(pd[i].names);
+	}
+	free(pd);
+}
+
+static int
+set_header(struct ag_run *r, const char *path)
+{
+	const char *q = json_string_value(json_object_get(r->plan, "queue"));
+
+	if (!q || !(r->queue = arena_strdup(r, q)))
+		return ag_error_set(AG_EINVALID, "%s: no queue", path);
+	r->submitted_at = json_integer_value(json_object_get(r->plan, "submittedAt"));
+	json_object_del(r->plan, "items");
+	return 0;
+}
+
+/*
+ * plan.json as reconcile writes it: a first line holding the run's own
+ * fields up to "items":[, then one item per line. Each line is parsed on
+ * its own and dropped, so memory holds only what scheduling needs; the
+ * item's inputs are read again from its line when it fires.
+ */
+static int
+load_lines(struct ag_run *r, const struct ag_conf *c, FILE *f, const char *path, int *layout)
+{
+	static const char tail[] = "\"items\":[";
+	char *line = NULL;
+	size_t cap = 0, n = 0, count = 0;
+	struct pending_deps *pd = NULL;
+	ssize_t len;
+	int64_t off = 0;
+	json_t *it;
+	int rc = 0;
+
+	*layout = 0;
+	if ((len = getline(&line, &cap, f)) < (ssize_t)sizeof(tail) || line[len - 1] != '\n' ||
+	    memcmp(line + len - sizeof(tail), tail, sizeof(tail) - 1) != 0 || line[0] != '{') {
+		free(line);
+		return 0;
+	}
+	/* the header is the line with its items cut off: {...,"items":[ -> {...} */
+	line[len - sizeof(tail) - 1] = '}';
+	r->plan = json_loadb(line, (size_t)len - sizeof(tail), 0, NULL);
+	off = len;
+	if (!json_is_object(r->plan) || !json_is_integer(json_object_get(r->plan, "itemCount"))) {
+		free(line);
+		json_decref(r->plan);
+		r->plan = NULL;
+		return 0;
+	}
+	*layout = 1;
+	count = (size_t)json_integer_value(json_object_get(r->plan, "itemCount"));
+	if (count > AG_ITEMS_MAX) {
+		rc = ag_error_set(AG_EINVALID, "%s: %zu items", path, count);
+		goto out;
+	}
+	if ((rc = set_header(r, path)) < 0 || (rc = alloc_items(r, count, &pd)) < 0)
+		goto out;
+	while ((len = getline(&line, &cap, f)) > 0) {
+		size_t body = (size_t)len;
+		if (body >= 2 && line[0] == ']')
+			break;
+		while (body > 0 && (line[body - 1] == '\n' || line[body - 1] == ','))
+			body--;
+		if (n >= count || !(it = json_loadb(line, body, 0, NULL))) {
+			rc = ag_error_set(AG_EINVALID, "%s: bad item line %zu", path, n + 2);
+			goto out;
+		}
+		rc = add_item(r, c, it, off, body, &pd[n]);
+		json_decref(it);
+		if (rc < 0)
+			goto out;
+		n++;
+		off += len;
+	}
+	if (n != count) {
+		rc = ag_error_set(AG_EINVALID, "%s: %zu items, expected %zu", path, n, count);
+		goto out;
+	}
+	rc = link_items(r, pd);
+out:
+	free_pending(pd, count);
+	free(line);
+	return rc;
+}
+
+/* Any other plan.json (written by hand, or by an older agora): parse it whole. */
+static int
+load_whole(struct ag_run *r, const struct ag_conf *c, const char *path)
+{
+	struct ag_buf b;
+	json_error_t jerr;
+	json_t *items, *it;
+	struct pending_deps *pd = NULL;
+	size_t i, n = 0;
+	int rc;
+
+	if ((rc = ag_read_file(&b, path, (size_t)AG_PLAN_MAX * 2)) < 0)
+		return rc;
+	r->full = json_loadb(b.ptr, b.len, 0, &jerr);
+	ag_buf_release(&b);
+	if (!r->full)
+		return ag_error_set(AG_EINVALID, "%s:%d: invalid JSON: %s", path, jerr.line, jerr.text);
+	r->plan = json_deep_copy(r->full);
+	items = json_object_get(r->full, "items");
+	n = json_array_size(items);
+	if ((rc = set_header(r, path)) < 0 || (rc = alloc_items(r, n, &pd)) < 0)
+		goto out;
+	json_array_foreach(items, i, it)
+		if ((rc = add_item(r, c, it, -1, i, &pd[i])) < 0)
+			goto out;
+	rc = link_items(r, pd);
+out:
+	free_pending(pd, n);
+	return rc;
+}
+
+static int
+load_plan(struct ag_run *r, const struct ag_conf *c, const char *path)
+{
+	FILE *f = fopen(path, "re");
+	int rc, layout;
+
+	if (!f) {
+		if (errno == ENOENT)
+			return ag_error_set(AG_ENOTFOUND, "unknown run '%s'", r->id);
+		return ag_error_sys(AG_ERROR, "cannot read '%s'", path);
+	}
+	rc = load_lines(r, c, f, path, &layout);
+	fclose(f);
+	if (rc < 0 || layout)
+		return rc;
+	return load_whole(r, c, path);
+}
+
+int
+ag_run_item_spec(json_t **out, const struct ag_run *r, size_t i)
+{
+	const struct ag_item *it = &r->items[i];
+	char path[AG_PATH_MAX];
+	char *buf = NULL;
+	ssize_t n;
+	int fd, rc = 0;
+
+	*out = NULL;
+	if (it->spec_off < 0) {
+		*out = json_incref(json_array_get(json_object_get(r->full, "items"), it->spec_len));
+		return *out ? 0 : ag_error_set(AG_ERROR, "item '%s' has no spec", it->id);
+	}
+	if ((rc = ag_path(path, sizeof(path), "%s/plan.json", r->dir)) < 0)
+		return rc;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return ag_error_sys(AG_ERROR, "cannot read '%s'", path);
+	if (!(buf = malloc(it->spec_len + 1))) {
+		close(fd);
+		return ag_error_set(AG_ERROR, "out of memory");
+	}
+	n = pread(fd, buf, it->spec_len, it->spec_off);
+	close(fd);
+	if (n != (ssize_t)it->spec_len || !(*out = json_loadb(buf, it->spec_len, 0, NULL)))
+		rc = ag_error_set(AG_EINVALID, "%s: cannot read item '%s' again", path, it->id);
+	free(buf);
+	return rc;
+}
+
+int
+ag_plan_write(char **out, const json_t *plan)
+{
+	json_t *head = json_deep_copy(plan), *items = json_object_get(plan, "items"), *it;
+	struct ag_buf b;
+	char *s;
+	size_t i, len;
+	int rc = 0;
+
+	*out = NULL;
+	json_object_del(head, "items");
+	json_object_set_new(head, "itemCount", json_integer((json_int_t)json_array_size(items)));
+	s = json_dumps(head, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(head);
+	if (!s)
+		return ag_error_set(AG_ERROR, "out of memory");
+	ag_buf_init(&b, (size_t)AG_PLAN_MAX * 4);
+	len = strlen(s);
+	/* {"id":...} -> {"id":...,"items":[ */
+	if ((rc = ag_buf_put(&b, s, len - 1)) < 0 ||
+	    (rc = ag_buf_puts(&b, len > 2 ? ",\"items\":[\n" : "\"items\":[\n")) < 0)
+		goto out;
+	json_array_foreach(items, i, it) {
+		char *line = json_dumps(it, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		if (!line) {
+			rc = ag_error_set(AG_ERROR, "out of memory");
+			goto out;
+		}
+		rc = ag_buf_printf(&b, "%s%s\n", line, i + 1 < json_array_size(items) ? "," : "");
+		free(line);
+		if (rc < 0)
+			goto out;
+	}
+	rc = ag_buf_puts(&b, "]}\n");
+out:
+	free(s);
+	if (rc < 0)
+		ag_buf_release(&b);
+	else
+		*out = ag_buf_detach(&b);
+	return rc;
 }
 
 /*
@@ -476,9 +753,7 @@ int
 ag_run_load(struct ag_run **out, const struct ag_conf *c, const char *id, int writable)
 {
 	char path[AG_PATH_MAX];
-	struct ag_buf b = { 0 };
 	struct ag_run *r;
-	json_error_t jerr;
 	int rc;
 
 	*out = NULL;
@@ -495,26 +770,8 @@ ag_run_load(struct ag_run **out, const struct ag_conf *c, const char *id, int wr
 		rc = ag_error_set(AG_ERROR, "out of memory");
 		goto fail;
 	}
-	if ((rc = ag_path(path, sizeof(path), "%s/plan.json", r->dir)) < 0)
-		goto fail;
-	if ((rc = ag_read_file(&b, path, (size_t)AG_PLAN_MAX * 2)) < 0) {
-		if (rc == AG_ENOTFOUND)
-			rc = ag_error_set(AG_ENOTFOUND, "unknown run '%s'", id);
-		goto fail;
-	}
-	r->plan = json_loadb(b.ptr, b.len, 0, &jerr);
-	ag_buf_release(&b);
-	if (!r->plan) {
-		rc = ag_error_set(AG_EINVALID, "%s:%d: invalid JSON: %s", path, jerr.line, jerr.text);
-		goto fail;
-	}
-	r->queue = json_string_value(json_object_get(r->plan, "queue"));
-	r->submitted_at = json_integer_value(json_object_get(r->plan, "submittedAt"));
-	if (!r->queue) {
-		rc = ag_error_set(AG_EINVALID, "%s: no queue", path);
-		goto fail;
-	}
-	if ((rc = build_items(r, c)) < 0)
+	if ((rc = ag_path(path, sizeof(path), "%s/plan.json", r->dir)) < 0 ||
+	    (rc = load_plan(r, c, path)) < 0)
 		goto fail;
 	memset(r->prev, '0', 64);
 	r->prev[64] = '\0';
@@ -547,6 +804,12 @@ ag_run_free(struct ag_run *r)
 	free(r->topo);
 	ag_map_release(&r->idx);
 	json_decref(r->plan);
+	json_decref(r->full);
+	while (r->arena) {
+		struct ag_arena *next = r->arena->next;
+		free(r->arena);
+		r->arena = next;
+	}
 	free(r->id);
 	free(r->dir);
 	free(r);
