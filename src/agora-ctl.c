@@ -8,6 +8,23 @@
 
 #include "banned.h"
 
+/*
+ * Each argument, and the actor, becomes one word of a one-line directive: a
+ * space, newline or other control byte would split it, or smuggle in a second
+ * directive, so it is refused here rather than rejected later by reconcile.
+ */
+static int
+check_word(const char *what, const char *s)
+{
+	size_t i;
+
+	for (i = 0; s[i]; i++)
+		if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] == 0x7f)
+			return ag_error_set(AG_EINVALID, "%s '%s' must be one word, "
+			    "without spaces or control characters", what, ag_quote(s, strlen(s)));
+	return 0;
+}
+
 static const char usage[] =
     "agora-ctl [-d dir] [--actor actor] run directive [item [priority]]\n"
     "       agora-ctl [-d dir] [--actor actor] -g PAUSE | RESUME";
@@ -31,7 +48,8 @@ main(int argc, char **argv)
 	size_t at;
 
 	ag_cli_init(argc, argv);
-	while ((c = getopt_long(argc, argv, "d:gh", longopts, NULL)) != -1) {
+	/* "+": options come first, so a negative ELEVATE priority is not one */
+	while ((c = getopt_long(argc, argv, "+d:gh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'd': dir = optarg; break;
 		case 'a': who = optarg; break;
@@ -49,15 +67,22 @@ main(int argc, char **argv)
 		ag_default_actor(actor, sizeof(actor));
 		who = actor;
 	}
-	ag_buf_init(&line, AG_CONTROL_LINE_MAX);
-	for (i = optind; i < argc; i++)
-		if (ag_buf_printf(&line, "%s%s", i > optind ? " " : "", argv[i]) < 0)
-			ag_die(AG_EINVALID);
-	if (ag_buf_printf(&line, " @%s", who) < 0)
+	if (check_word("actor", who) < 0)
 		ag_die(AG_EINVALID);
+	for (i = optind; i < argc; i++)
+		if (check_word("argument", argv[i]) < 0)
+			ag_die(AG_EINVALID);
+	/* room for the newline, which a control line's limit does not count */
+	ag_buf_init(&line, AG_CONTROL_LINE_MAX + 1);
+	for (i = optind, rc = 0; i < argc && rc == 0; i++)
+		rc = ag_buf_printf(&line, "%s%s", i > optind ? " " : "", argv[i]);
+	if (rc < 0 || ag_buf_printf(&line, " @%s", who) < 0 || line.len > AG_CONTROL_LINE_MAX) {
+		ag_error_set(AG_EINVALID, "directive longer than %d bytes", AG_CONTROL_LINE_MAX);
+		ag_die(AG_EINVALID);
+	}
 	ag_directive_parse(&d, line.ptr, line.len);
-	if (d.error[0] || strchr(who, ' ')) {
-		ag_error_set(AG_EINVALID, "%s", d.error[0] ? d.error : "actor has spaces");
+	if (d.error[0]) {
+		ag_error_set(AG_EINVALID, "%s", d.error);
 		ag_die(AG_EINVALID);
 	}
 	if (global && d.verb != AG_V_PAUSE && d.verb != AG_V_RESUME) {
@@ -76,24 +101,27 @@ main(int argc, char **argv)
 			if (ag_run_queued(dir, run))
 				rc = ag_error_set(AG_ERROR, "run '%s' is still in the inbox; "
 				    "it takes directives once a tick has ingested it", run);
-			ag_die(rc);
+			else if (ag_run_exists(dir, run) == 0)
+				rc = 0;	/* a tick ingested it between the two looks */
+			if (rc < 0)
+				ag_die(rc);
 		}
-		if ((rc = ag_run_load(&r, &conf, run, -1)) < 0)
+		/* the log, not active/, says whether the run has ended: a tick that
+		 * crashed while ingesting leaves a live run not yet in active/ */
+		if ((rc = ag_run_load(&r, &conf, run, 0)) < 0)
 			ag_die(rc);
 		if (d.item[0] && ag_run_item(r, d.item, &at) < 0) {
 			ag_error_set(AG_ENOTFOUND, "unknown item '%s' in run '%s'", d.item, run);
 			ag_die(AG_ENOTFOUND);
 		}
-		if ((rc = ag_path(path, sizeof(path), "%s/active/%s", dir, run)) < 0)
-			ag_die(rc);
-		if (!ag_exists(path)) {
+		if (r->completed) {
 			ag_error_set(AG_EINVALID, "run '%s' has completed; it takes no more directives", run);
 			ag_die(AG_EINVALID);
 		}
 		if ((rc = ag_path(path, sizeof(path), "%s/runs/%s/control", dir, run)) < 0)
 			ag_die(rc);
 	}
-	if (ag_buf_puts(&line, "\n") < 0 || (rc = ag_control_append(path, line.ptr)) < 0)
+	if ((rc = ag_buf_puts(&line, "\n")) < 0 || (rc = ag_control_append(path, line.ptr)) < 0)
 		ag_die(rc);
 	ag_wake(dir);
 	ag_run_free(r);

@@ -33,7 +33,9 @@ list(const char *path, size_t *n)
 		if (!(nv = realloc(v, (*n + 1) * sizeof(*v))))
 			break;
 		v = nv;
-		v[(*n)++] = strdup(e->d_name);
+		if (!(v[*n] = strdup(e->d_name)))
+			break;
+		(*n)++;
 	}
 	closedir(d);
 	if (*n)
@@ -51,7 +53,7 @@ free_list(char **v, size_t n)
 
 /* A finished run's summary comes from its state.json; an active run's from its log. */
 static json_t *
-summary(const struct ag_conf *c, const char *id)
+summary(int *rc, const struct ag_conf *c, const char *id)
 {
 	char path[AG_PATH_MAX];
 	struct ag_run *r = NULL;
@@ -64,11 +66,37 @@ summary(const struct ag_conf *c, const char *id)
 		return s;
 	}
 	json_decref(s);
-	if (ag_run_load(&r, c, id, 0) < 0)
+	if ((*rc = ag_run_load(&r, c, id, 0)) < 0)
 		return NULL;
 	s = ag_run_summary(r, 0);
 	ag_run_free(r);
 	return s;
+}
+
+/* Runs submitted but not yet ingested: inbox/new names are "TIME.PID,ID". */
+static void
+list_queued(const struct ag_conf *c, char **ids, size_t n, json_t *all, int json)
+{
+	char path[AG_PATH_MAX];
+	char **names;
+	size_t nq, i;
+
+	if (ag_path(path, sizeof(path), "%s/inbox/new", c->dir) < 0)
+		return;
+	names = list(path, &nq);
+	for (i = 0; i < nq; i++) {
+		const char *id = strchr(names[i], ',');
+		if (!id || !ag_id_valid(++id) ||
+		    (n && bsearch(&id, ids, n, sizeof(*ids), name_cmp)))
+			continue;
+		if (json)
+			json_array_append_new(all, json_pack("{s:s, s:s}", "run", id,
+			    "state", "queued"));
+		else
+			printf("%-24s %-10s %-9s %6s %7s %5s %7s %5s %6s %7s %9s\n", id, "queued",
+			    "-", "-", "-", "-", "-", "-", "-", "-", "-");
+	}
+	free_list(names, nq);
 }
 
 static int
@@ -78,6 +106,7 @@ list_runs(const struct ag_conf *c, int json)
 	char **ids;
 	size_t n, i;
 	json_t *all = json_array();
+	int rc = 0;
 
 	if (ag_path(path, sizeof(path), "%s/runs", c->dir) < 0)
 		return AG_EINVALID;
@@ -87,9 +116,13 @@ list_runs(const struct ag_conf *c, int json)
 		    "OUTCOME", "ITEMS", "PENDING", "READY", "RUNNING", "DONE", "FAILED",
 		    "SKIPPED", "CANCELLED");
 	for (i = 0; i < n; i++) {
-		json_t *s = summary(c, ids[i]), *k;
+		int err = AG_ERROR;
+		json_t *s = summary(&err, c, ids[i]), *k;
 		if (!s) {
+			/* say so, list the others, and exit non-zero at the end */
 			ag_warn("%s", ag_error_msg());
+			if (rc == 0)
+				rc = err;
 			continue;
 		}
 		if (json) {
@@ -110,6 +143,7 @@ list_runs(const struct ag_conf *c, int json)
 		    (long long)json_integer_value(json_object_get(k, "cancelled")));
 		json_decref(s);
 	}
+	list_queued(c, ids, n, all, json);
 	if (json) {
 		char *s = json_dumps(all, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 		puts(s ? s : "[]");
@@ -117,20 +151,28 @@ list_runs(const struct ag_conf *c, int json)
 	}
 	json_decref(all);
 	free_list(ids, n);
-	return 0;
+	return rc;
 }
 
-/* Why each item is where it is: the scheduler's own answer for ready items. */
-static void
-whys(char **out, struct ag_run *target, struct ag_run **runs, size_t nruns,
-    const struct ag_conf *c)
+/*
+ * Why each item that is not finished is where it is: the scheduler's own
+ * answer for ready items, as the next tick would decide. A finished item
+ * has no why, only its reason. Returns NULL when out of memory.
+ */
+static char **
+whys(struct ag_run *target, struct ag_run **runs, size_t nruns, const struct ag_conf *c)
 {
 	struct ag_actions a = { 0 };
+	char **out = calloc(target->nitems + 1, sizeof(*out));
 	size_t i;
 
+	if (!out)
+		return NULL;
 	for (i = 0; i < target->nitems; i++) {
 		const struct ag_item *it = &target->items[i];
 		char buf[512];
+		if (ag_status_terminal(it->status))
+			continue;
 		buf[0] = '\0';
 		if (it->status == AG_PENDING)
 			ag_sched_pending_reason(buf, sizeof(buf), target, i);
@@ -138,8 +180,6 @@ whys(char **out, struct ag_run *target, struct ag_run **runs, size_t nruns,
 			snprintf(buf, sizeof(buf), "attempt %d%s", it->attempt,
 			    it->cancel_req || target->want_cancel ? ", cancelling" :
 			    it->drop_req ? ", dropping" : "");
-		else if (it->reason)
-			snprintf(buf, sizeof(buf), "%s", it->reason);
 		out[i] = strdup(buf);
 	}
 	if (!target->completed && ag_sched_pick(&a, runs, nruns, c, ag_now_ms()) == 0) {
@@ -152,6 +192,13 @@ whys(char **out, struct ag_run *target, struct ag_run **runs, size_t nruns,
 		}
 	}
 	ag_actions_release(&a);
+	return out;
+}
+
+static const char *
+or_dash(const char *s)
+{
+	return s && *s ? s : "-";
 }
 
 static int
@@ -163,12 +210,24 @@ show_run(const struct ag_conf *c, const char *id, const char *item, int json)
 	size_t n, i, nruns = 0, at = 0;
 	int rc;
 
-	if ((rc = ag_run_exists(c->dir, id)) < 0)
+	rc = ag_run_exists(c->dir, id);
+	if (rc == AG_ENOTFOUND && ag_run_queued(c->dir, id)) {
+		if (json)
+			printf("{\n  \"run\": \"%s\",\n  \"state\": \"queued\"\n}\n", id);
+		else
+			printf("run %s  queued: in the inbox until a tick ingests it\n", id);
+		return 0;
+	}
+	/* a tick may have ingested it between the two looks */
+	if (rc < 0 && (rc = ag_run_exists(c->dir, id)) < 0)
 		return rc;
 	if ((rc = ag_path(path, sizeof(path), "%s/active", c->dir)) < 0)
 		return rc;
 	ids = list(path, &n);
-	runs = calloc(n + 2, sizeof(*runs));
+	if (!(runs = calloc(n + 2, sizeof(*runs)))) {
+		free_list(ids, n);
+		return ag_error_set(AG_ERROR, "out of memory");
+	}
 	for (i = 0; i < n; i++) {
 		struct ag_run *r;
 		if (ag_run_load(&r, c, ids[i], 0) < 0)
@@ -187,16 +246,21 @@ show_run(const struct ag_conf *c, const char *id, const char *item, int json)
 		rc = ag_error_set(AG_ENOTFOUND, "unknown item '%s' in run '%s'", item, id);
 		goto out;
 	}
-	why = calloc(target->nitems + 1, sizeof(*why));
-	whys(why, target, runs, nruns, c);
+	if (!(why = whys(target, runs, nruns, c))) {
+		rc = ag_error_set(AG_ERROR, "out of memory");
+		goto out;
+	}
 	if (json) {
 		json_t *s = ag_run_summary(target, 1), *items = json_object_get(s, "itemStates");
 		char *text;
 		for (i = 0; i < target->nitems; i++)
-			json_object_set_new(json_array_get(items, i), "why", json_string(why[i]));
+			if (why[i])
+				json_object_set_new(json_array_get(items, i), "why", json_string(why[i]));
 		if (item) {
 			json_t *x = json_incref(json_array_get(items, at));
-			json_object_set(x, "spec", target->items[at].spec);
+			json_t *spec = NULL;
+			if (ag_run_item_spec(&spec, target, at) == 0)
+				json_object_set_new(x, "spec", spec);
 			json_decref(s);
 			s = x;
 		}
@@ -206,19 +270,20 @@ show_run(const struct ag_conf *c, const char *id, const char *item, int json)
 		json_decref(s);
 	} else if (item) {
 		const struct ag_item *it = &target->items[at];
-		printf("run:       %s\nitem:      %s\nstate:     %s\nattempts:  %d\npriority:  %d\nwhy:       %s\n",
-		    id, it->id, ag_status_names[it->status], it->attempt, it->priority, why[at]);
+		printf("run:       %s\nitem:      %s\nstate:     %s\nattempts:  %d\npriority:  %d\n"
+		    "reason:    %s\nwhy:       %s\n", id, it->id, ag_status_names[it->status],
+		    it->attempt, it->priority, or_dash(it->reason), or_dash(why[at]));
 		printf("depends:  ");
 		for (i = 0; i < it->ndeps; i++)
-			printf(" %s(%s)", target->items[it->deps[i]].id,
+			printf(" %s (%s)", target->items[it->deps[i]].id,
 			    ag_status_names[target->items[it->deps[i]].status]);
-		printf("\nlocks:    ");
+		printf("%s\nlocks:    ", it->ndeps ? "" : " -");
 		for (i = 0; i < it->nlocks; i++)
-			printf(" %s", it->locks[i]);
-		printf("\nslots:    ");
+			printf(" '%s'", ag_quote(it->locks[i], strlen(it->locks[i])));
+		printf("%s\nslots:    ", it->nlocks ? "" : " -");
 		for (i = 0; i < it->nslots; i++)
 			printf(" %s=%d", it->slots[i].name, it->slots[i].n);
-		printf("\n");
+		printf("%s\n", it->nslots ? "" : " -");
 		if (it->attempt)
 			printf("attempt:   %s/items/%s/%d\n", target->dir, it->id, it->attempt);
 	} else {
@@ -228,11 +293,13 @@ show_run(const struct ag_conf *c, const char *id, const char *item, int json)
 		for (i = 0; i < AG_NSTATUS; i++)
 			printf("%s %zu%s", ag_status_names[i], target->count[i],
 			    i + 1 < AG_NSTATUS ? "  " : "\n");
-		printf("%-32s %-10s %8s %9s  %s\n", "ITEM", "STATE", "ATTEMPTS", "PRIORITY", "WHY");
+		printf("%-32s %-10s %8s %9s  %-20s %s\n", "ITEM", "STATE", "ATTEMPTS", "PRIORITY",
+		    "REASON", "WHY");
 		for (i = 0; i < target->nitems; i++)
-			printf("%-32s %-10s %8d %9d  %s\n", target->items[i].id,
+			printf("%-32s %-10s %8d %9d  %-20s %s\n", target->items[i].id,
 			    ag_status_names[target->items[i].status], target->items[i].attempt,
-			    target->items[i].priority, why[i]);
+			    target->items[i].priority, or_dash(target->items[i].reason),
+			    or_dash(why[i]));
 	}
 	for (i = 0; i < target->nitems; i++)
 		free(why[i]);
@@ -269,9 +336,11 @@ main(int argc, char **argv)
 		ag_usage(usage);
 	if ((rc = ag_conf_load(&conf, ag_state_dir(dir))) < 0)
 		ag_die(rc);
-	if (argc - optind == 0)
-		rc = list_runs(&conf, json);
-	else
+	if (argc - optind == 0) {
+		/* an unreadable run was reported in the list already */
+		if ((rc = list_runs(&conf, json)) < 0)
+			return ag_exit_code(rc);
+	} else
 		rc = show_run(&conf, argv[optind], argc - optind == 2 ? argv[optind + 1] : NULL, json);
 	if (rc < 0)
 		ag_die(rc);

@@ -66,8 +66,8 @@ draw(struct view *v, int force)
 	int rows = 24, cols = 80, width, filled, shown = 0;
 	size_t done, i;
 	int64_t now = ag_mono_ms();
-	static const enum ag_status order[] = { AG_RUNNING, AG_FAILED, AG_READY, AG_CANCELLED,
-		AG_SKIPPED, AG_DONE };
+	static const enum ag_status order[] = { AG_RUNNING, AG_FAILED, AG_READY, AG_PENDING,
+		AG_CANCELLED, AG_SKIPPED, AG_DONE };
 	size_t o;
 
 	if (!force && now - v->last_draw < 100)
@@ -88,8 +88,9 @@ draw(struct view *v, int force)
 	for (i = 0; i < AG_NSTATUS; i++)
 		printf("%s %zu%s", ag_status_names[i], r->count[i], i + 1 < AG_NSTATUS ? "  " : "\n");
 	printf("\n%-32s %-10s %-7s %s\n", "ITEM", "STATE", "ATTEMPT", "REASON");
+	/* the items that need attention first; the rest is summed up, never scrolled off */
 	for (o = 0; o < sizeof(order) / sizeof(*order); o++)
-		for (i = 0; i < r->nitems && shown < rows - 7; i++) {
+		for (i = 0; i < r->nitems && shown < rows - 8; i++) {
 			const struct ag_item *it = &r->items[i];
 			if (it->status != order[o])
 				continue;
@@ -97,6 +98,8 @@ draw(struct view *v, int force)
 			    it->attempt, cols > 60 ? cols - 53 : 10, it->reason ? it->reason : "");
 			shown++;
 		}
+	if ((size_t)shown < r->nitems)
+		printf("... and %zu more\n", r->nitems - (size_t)shown);
 	fflush(stdout);
 }
 
@@ -108,8 +111,14 @@ wait_for_run(const char *dir, const char *id, int64_t deadline)
 	for (;;) {
 		if ((rc = ag_run_exists(dir, id)) == 0)
 			return 0;
-		if (rc != AG_ENOTFOUND || !ag_run_queued(dir, id))
+		if (rc != AG_ENOTFOUND)
 			return rc;
+		if (!ag_run_queued(dir, id)) {
+			/* a tick may have ingested it between the two looks */
+			if (ag_run_exists(dir, id) == 0)
+				return 0;
+			return rc;
+		}
 		if (deadline && ag_mono_ms() >= deadline)
 			return 1;
 		poll(NULL, 0, 50);
