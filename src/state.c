@@ -853,22 +853,56 @@ ag_run_summary(const struct ag_run *r, int with_items)
 	return o;
 }
 
+/*
+ * state.json: the summary, then one line per item. It is written item by
+ * item rather than built as one JSON tree, which for a 100 000-item run
+ * would cost more memory than the whole scheduler.
+ */
 int
 ag_run_snapshot(struct ag_run *r)
 {
 	char path[AG_PATH_MAX];
+	struct ag_buf b;
 	json_t *o;
 	char *s;
+	size_t i, len;
 	int rc;
 
 	if ((rc = ag_path(path, sizeof(path), "%s/state.json", r->dir)) < 0)
 		return rc;
-	o = ag_run_summary(r, 1);
-	s = json_dumps(o, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+	o = ag_run_summary(r, 0);
+	s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(o);
 	if (!s)
 		return ag_error_set(AG_ERROR, "out of memory");
-	rc = ag_write_replace(path, s, strlen(s), 0644);
+	ag_buf_init(&b, AG_LOG_MAX);
+	len = strlen(s);
+	rc = ag_buf_put(&b, s, len - 1);
 	free(s);
+	if (rc == 0)
+		rc = ag_buf_puts(&b, ",\"itemStates\":[\n");
+	for (i = 0; i < r->nitems && rc == 0; i++) {
+		const struct ag_item *it = &r->items[i];
+		json_t *x = json_object();
+		json_object_set_new(x, "id", json_string(it->id));
+		json_object_set_new(x, "status", json_string(ag_status_names[it->status]));
+		json_object_set_new(x, "attempts", json_integer(it->attempt));
+		json_object_set_new(x, "priority", json_integer(it->priority));
+		if (it->reason)
+			json_object_set_new(x, "reason", json_string(it->reason));
+		s = json_dumps(x, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		json_decref(x);
+		if (!s) {
+			rc = ag_error_set(AG_ERROR, "out of memory");
+			break;
+		}
+		rc = ag_buf_printf(&b, "%s%s\n", s, i + 1 < r->nitems ? "," : "");
+		free(s);
+	}
+	if (rc == 0)
+		rc = ag_buf_puts(&b, "]}\n");
+	if (rc == 0)
+		rc = ag_write_replace(path, b.ptr, b.len, 0644);
+	ag_buf_release(&b);
 	return rc;
 }

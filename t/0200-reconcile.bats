@@ -56,7 +56,7 @@ load lib/common
 	run -0 tail -n 1 "$D/runs/r/status.jsonl"
 	assert_output --regexp '^\{"seq":[0-9]+,"at":"[0-9T:.-]+Z","run":"r","event":"run.completed","status":"failed","counts":\{"done":1,"failed":1,"skipped":1,"cancelled":0\},"prev":"[0-9a-f]{64}"\}$'
 	[ ! -e "$D/active/r" ]
-	run -0 grep -c '"state": "completed"' "$D/runs/r/state.json"
+	run -0 grep -c '"state":"completed"' "$D/runs/r/state.json"
 }
 
 @test "a tick reads only active runs" {
