@@ -222,9 +222,14 @@ judge(char *why, size_t size, const struct ag_run *r, const struct ag_directive 
 	}
 }
 
+/*
+ * base is the offset of data in its file. rewound, when not 0, is the
+ * offset read so far in a file that has since been rewritten shorter: the
+ * first event says so, and the file is read again from its start.
+ */
 static int
 apply_lines(struct tick *t, struct ag_run *r, const char *data, size_t len,
-    int64_t base, int global)
+    int64_t base, int global, int64_t rewound)
 {
 	size_t off = 0;
 	int rc;
@@ -250,6 +255,14 @@ apply_lines(struct tick *t, struct ag_run *r, const char *data, size_t len,
 				judge(why, sizeof(why), r, &d);
 			}
 			if (why[0]) {
+				if (rewound) {
+					char more[400];
+					snprintf(more, sizeof(more), "%s (the file was rewritten shorter "
+					    "than the %lld bytes read; read again from its start)", why,
+					    (long long)rewound);
+					snprintf(why, sizeof(why), "%s", more);
+					rewound = 0;
+				}
 				rc = emit_rejected(r, &d, why, global ? "globalOffset" : "offset", end);
 			} else {
 				json_t *ev = ag_event_new(r, "control.applied");
@@ -262,6 +275,10 @@ apply_lines(struct tick *t, struct ag_run *r, const char *data, size_t len,
 					json_object_set_new(ev, "scope", json_string("global"));
 				json_object_set_new(ev, "actor", json_string(d.actor));
 				json_object_set_new(ev, global ? "globalOffset" : "offset", json_integer(end));
+				if (rewound) {
+					json_object_set_new(ev, "rewound", json_integer(rewound));
+					rewound = 0;
+				}
 				rc = ag_run_emit(r, ev);
 			}
 			if (rc < 0)
@@ -282,12 +299,17 @@ apply_control(struct tick *t, struct ag_run *r)
 	char *data = NULL;
 	size_t len;
 	ssize_t n;
+	int64_t base = r->control_off, rewound = 0;
 	int fd = -1, rc = 0;
 
 	len = global_whole_len(t);
-	if ((size_t)r->global_off < len &&
+	if ((size_t)r->global_off > t->global.len) {
+		/* rewritten shorter (> instead of >>): read it again from the start */
+		if ((rc = apply_lines(t, r, t->global.ptr, len, 0, 1, r->global_off)) < 0)
+			return rc;
+	} else if ((size_t)r->global_off < len &&
 	    (rc = apply_lines(t, r, t->global.ptr + r->global_off, len - (size_t)r->global_off,
-	    r->global_off, 1)) < 0)
+	    r->global_off, 1, 0)) < 0)
 		return rc;
 
 	if ((rc = ag_path(path, sizeof(path), "%s/control", r->dir)) < 0)
@@ -295,16 +317,20 @@ apply_control(struct tick *t, struct ag_run *r)
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : ag_error_sys(AG_ERROR, "cannot open '%s'", path);
-	if (fstat(fd, &st) < 0 || st.st_size <= r->control_off)
+	if (fstat(fd, &st) < 0 || st.st_size == r->control_off)
 		goto out;
-	len = (size_t)(st.st_size - r->control_off);
+	if (st.st_size < r->control_off) {
+		rewound = r->control_off;
+		base = 0;
+	}
+	len = (size_t)(st.st_size - base);
 	if (len > (1u << 20))
 		len = 1u << 20;
 	if (!(data = malloc(len))) {
 		rc = ag_error_set(AG_ERROR, "out of memory");
 		goto out;
 	}
-	n = pread(fd, data, len, r->control_off);
+	n = pread(fd, data, len, base);
 	if (n < 0) {
 		rc = ag_error_sys(AG_ERROR, "cannot read '%s'", path);
 		goto out;
@@ -314,10 +340,10 @@ apply_control(struct tick *t, struct ag_run *r)
 		struct ag_directive d = { .verb = AG_V_UNKNOWN };
 		snprintf(d.verb_name, sizeof(d.verb_name), "?");
 		snprintf(d.actor, sizeof(d.actor), "file");
-		rc = emit_rejected(r, &d, "line too long", "offset", r->control_off + (int64_t)len);
+		rc = emit_rejected(r, &d, "line too long", "offset", base + (int64_t)len);
 		goto out;
 	}
-	rc = apply_lines(t, r, data, (size_t)n, r->control_off, 0);
+	rc = apply_lines(t, r, data, (size_t)n, base, 0, rewound);
 out:
 	free(data);
 	if (fd >= 0)
@@ -1236,6 +1262,8 @@ ag_tick(struct ag_tick_stats *out, const char *dir, const struct ag_tick_opts *o
 		goto out;
 	for (i = 0; i < t.nruns; i++) {
 		struct ag_run *r = t.runs[i];
+		if (r->completed)
+			continue;	/* a crash left it in active/: only deactivate it */
 		if ((rc = apply_control(&t, r)) < 0 || (rc = enforce(&t, r)) < 0 ||
 		    (rc = reap(&t, r)) < 0 || (rc = enforce(&t, r)) < 0 ||
 		    (rc = advance(&t, r)) < 0) {

@@ -662,7 +662,6 @@ ev() {
 }
 
 @test "a run's control file rewritten shorter than what was applied is not silently ignored" {
-	skip "bug: reconcile.c apply_control ignores a control file shorter than control_off"
 	agora_init
 	plan p.json r "$(hold a)"
 	agora-submit p.json >/dev/null
@@ -678,7 +677,6 @@ ev() {
 }
 
 @test "the global control file rewritten shorter than what was applied is not silently ignored" {
-	skip "bug: reconcile.c apply_control ignores a global control file shorter than global_off"
 	agora_init
 	plan p.json r "$(hold a),$(item b true '["a"]')"
 	agora-submit p.json >/dev/null
@@ -711,7 +709,6 @@ ev() {
 }
 
 @test "a directive left in the control file of a run that logged run.completed adds no line after it" {
-	skip "bug: reconcile.c applies control lines to a run whose log already holds run.completed"
 	agora_init
 	plan p.json r "$(item a true)"
 	agora-submit p.json >/dev/null
