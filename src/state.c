@@ -815,6 +815,20 @@ ag_run_free(struct ag_run *r)
 	free(r);
 }
 
+static json_t *
+item_state(const struct ag_item *it)
+{
+	json_t *x = json_object();
+
+	json_object_set_new(x, "id", json_string(it->id));
+	json_object_set_new(x, "status", json_string(ag_status_names[it->status]));
+	json_object_set_new(x, "attempts", json_integer(it->attempt));
+	json_object_set_new(x, "priority", json_integer(it->priority));
+	if (it->reason)
+		json_object_set_new(x, "reason", json_string(it->reason));
+	return x;
+}
+
 json_t *
 ag_run_summary(const struct ag_run *r, int with_items)
 {
@@ -838,17 +852,8 @@ ag_run_summary(const struct ag_run *r, int with_items)
 	if (!with_items)
 		return o;
 	items = json_array();
-	for (i = 0; i < r->nitems; i++) {
-		const struct ag_item *it = &r->items[i];
-		json_t *x = json_object();
-		json_object_set_new(x, "id", json_string(it->id));
-		json_object_set_new(x, "status", json_string(ag_status_names[it->status]));
-		json_object_set_new(x, "attempts", json_integer(it->attempt));
-		json_object_set_new(x, "priority", json_integer(it->priority));
-		if (it->reason)
-			json_object_set_new(x, "reason", json_string(it->reason));
-		json_array_append_new(items, x);
-	}
+	for (i = 0; i < r->nitems; i++)
+		json_array_append_new(items, item_state(&r->items[i]));
 	json_object_set_new(o, "itemStates", items);
 	return o;
 }
@@ -882,14 +887,7 @@ ag_run_snapshot(struct ag_run *r)
 	if (rc == 0)
 		rc = ag_buf_puts(&b, ",\"itemStates\":[\n");
 	for (i = 0; i < r->nitems && rc == 0; i++) {
-		const struct ag_item *it = &r->items[i];
-		json_t *x = json_object();
-		json_object_set_new(x, "id", json_string(it->id));
-		json_object_set_new(x, "status", json_string(ag_status_names[it->status]));
-		json_object_set_new(x, "attempts", json_integer(it->attempt));
-		json_object_set_new(x, "priority", json_integer(it->priority));
-		if (it->reason)
-			json_object_set_new(x, "reason", json_string(it->reason));
+		json_t *x = item_state(&r->items[i]);
 		s = json_dumps(x, JSON_COMPACT | JSON_PRESERVE_ORDER);
 		json_decref(x);
 		if (!s) {
