@@ -1,7 +1,7 @@
 # agora: make, make check, make demo, make install, make clean
 -include config.mk
 
-LIBSRC = buf clock conf control crash err exec fsio id init lock map plan reconcile \
+LIBSRC = buf clock conf control crash err exec fsio hash id init lock map plan reconcile \
 	sched spawn state submit cli
 PROGS = agora agora-init agora-validate agora-submit agora-reconcile agora-serve \
 	agora-watch agora-status agora-ctl

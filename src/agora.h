@@ -108,16 +108,13 @@ int64_t ag_mono_ms(void);
 void ag_time_fmt(char out[AG_TIME_LEN], int64_t ms);
 int ag_time_parse(int64_t *out, const char *s);
 
-/* ---- id.c: ids, lock keys, hashes ---- */
+/* ---- id.c: ids and actors ---- */
 
 /* 0 if s[0..len) is a valid id, else AG_EINVALID with a message. */
 int ag_id_check(const char *s, size_t len);
 int ag_id_valid(const char *s);
 /* 0 if a[0..n) is a valid actor name, else AG_EINVALID with a message. */
 int ag_actor_check(const char *a, size_t n);
-int ag_sha256_hex(char out[65], const void *data, size_t len);
-/* The file name under locks/ for a lock key. */
-int ag_lock_filename(char *out, size_t size, const char *key);
 
 /* ---- map.c: string -> index hash table (keys are borrowed) ---- */
 
@@ -373,7 +370,14 @@ int ag_verb_parse(const char *s, enum ag_verb *out);
 /* Append one directive line to a control file in one write(2). */
 int ag_control_append(const char *path, const char *line);
 
+/* ---- hash.c ---- */
+
+int ag_sha256_hex(char out[65], const void *data, size_t len);
+
 /* ---- lock.c ---- */
+
+/* The file name under locks/ for a lock key. */
+int ag_lock_filename(char *out, size_t size, const char *key);
 
 /* Open (creating) a lock file and flock it; AG_ELOCKED if busy and nonblock. */
 int ag_lock_open(int *out, const char *path, int nonblock);
