@@ -415,12 +415,14 @@ void ag_crash_point(const char *name);
 /* ---- spawn.c: start a supervisor ---- */
 
 /*
- * Start agora-exec for one attempt, detached (double fork, setsid), with
- * the lease descriptor as fd 3 and the lock descriptors from fd 4 on.
+ * Start agora-exec for one attempt in a session of its own, with the lease
+ * descriptor as fd 3 and the lock descriptors from fd 4 on.
  */
 int ag_spawn_supervisor(const char *dir, const char *run, const char *item, int attempt,
     int lease_fd, const int *lock_fds, size_t nlocks);
 const char *ag_libexec_path(const char *prog, char *buf, size_t size);
+/* Collect the exit status of supervisors that have ended (never blocks). */
+void ag_spawn_reap(void);
 
 /* ---- exec.c: the supervisor ---- */
 

@@ -198,7 +198,8 @@ supervise(struct result *res, char **argv, char **envp, const char *cwd, const c
     int64_t timeout_ms, int64_t grace_ms, int64_t ttl_ms)
 {
 	char path[AG_PATH_MAX], pidtext[64];
-	int errpipe[2] = { -1, -1 }, out = -1, err = -1, null = -1, status, child_fail[2] = { 0, 0 };
+	int errpipe[2] = { -1, -1 }, gopipe[2] = { -1, -1 }, out = -1, err = -1, null = -1;
+	int status, child_fail[2] = { 0, 0 };
 	int64_t now, renew, deadline, kill_at = 0;
 	sigset_t set;
 	pid_t pid, self = getpid();
@@ -220,19 +221,10 @@ supervise(struct result *res, char **argv, char **envp, const char *cwd, const c
 	if (ag_path(path, sizeof(path), "%s/stderr", adir) == 0)
 		err = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	if (out < 0 || err < 0 || null < 0 || pipe2(errpipe, O_CLOEXEC) < 0) {
+	if (out < 0 || err < 0 || null < 0 || pipe2(errpipe, O_CLOEXEC) < 0 ||
+	    pipe2(gopipe, O_CLOEXEC) < 0) {
 		snprintf(res->reason, sizeof(res->reason), "cannot set up the worker: %s",
 		    strerror(errno));
-		goto out;
-	}
-	/*
-	 * The pid file exists before the worker does: an attempt without one
-	 * never started its worker, and reconcile requeues it uncounted.
-	 */
-	snprintf(pidtext, sizeof(pidtext), "%ld 0\n", (long)self);
-	if (ag_path(path, sizeof(path), "%s/pid", adir) < 0 ||
-	    ag_write_replace(path, pidtext, strlen(pidtext), 0644) < 0) {
-		snprintf(res->reason, sizeof(res->reason), "%s", ag_error_msg());
 		goto out;
 	}
 	res->started = ag_now_ms();
@@ -244,10 +236,16 @@ supervise(struct result *res, char **argv, char **envp, const char *cwd, const c
 	if (pid == 0) {
 		sigset_t none;
 		int fail[2];
+		char go;
 		setpgid(0, 0);
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (getppid() != self)
 			_exit(127);
+		/* wait for the pid file; end of file means the supervisor is gone */
+		close(gopipe[1]);
+		if (read(gopipe[0], &go, 1) != 1)
+			_exit(127);
+		close(gopipe[0]);
 		sigemptyset(&none);
 		signal(SIGCHLD, SIG_DFL);
 		sigprocmask(SIG_SETMASK, &none, NULL);
@@ -268,6 +266,22 @@ child_fail:
 		_exit(127);
 	}
 	setpgid(pid, pid);
+	/*
+	 * The pid file is there before the worker runs: an attempt without
+	 * one never started its worker, and reconcile requeues it uncounted.
+	 */
+	close(gopipe[0]);
+	gopipe[0] = -1;
+	snprintf(pidtext, sizeof(pidtext), "%ld %ld\n", (long)self, (long)pid);
+	if (ag_path(path, sizeof(path), "%s/pid", adir) < 0 ||
+	    ag_write_replace(path, pidtext, strlen(pidtext), 0644) < 0 ||
+	    write(gopipe[1], "!", 1) != 1) {
+		snprintf(res->reason, sizeof(res->reason), "cannot start the worker: %s",
+		    ag_error_msg());
+		kill(pid, SIGKILL);
+	}
+	close(gopipe[1]);
+	gopipe[1] = -1;
 	close(errpipe[1]);
 	errpipe[1] = -1;
 	while ((n = read(errpipe[0], child_fail, sizeof(child_fail))) < 0 && errno == EINTR)
@@ -284,9 +298,6 @@ child_fail:
 			    strerror(child_fail[1]));
 		res->permanent = 1;
 	}
-	snprintf(pidtext, sizeof(pidtext), "%ld %ld\n", (long)self, (long)pid);
-	if (ag_path(path, sizeof(path), "%s/pid", adir) == 0)
-		ag_write_replace(path, pidtext, strlen(pidtext), 0644);
 
 	now = ag_mono_ms();
 	renew = now + ttl_ms / 3;
@@ -353,6 +364,10 @@ out:
 		close(errpipe[0]);
 	if (errpipe[1] >= 0)
 		close(errpipe[1]);
+	if (gopipe[0] >= 0)
+		close(gopipe[0]);
+	if (gopipe[1] >= 0)
+		close(gopipe[1]);
 	if (out >= 0)
 		close(out);
 	if (err >= 0)

@@ -1254,6 +1254,7 @@ ag_tick(struct ag_tick_stats *out, const char *dir, const struct ag_tick_opts *o
 		}
 		cache = *cachep;
 	}
+	ag_spawn_reap();
 	t.now = ag_now_ms();
 	read_global(&t);
 	if ((rc = ingest(&t)) < 0)

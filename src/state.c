@@ -71,6 +71,8 @@ retry_item(struct ag_run *r, size_t i)
 	r->items[i].failures = 0;
 	r->items[i].cancel_req = 0;
 	r->items[i].retry_at = 0;
+	free(r->items[i].reason);
+	r->items[i].reason = NULL;
 	set_status(r, &r->items[i], AG_PENDING);
 	queue[tail++] = i;
 	while (head < tail) {
