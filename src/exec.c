@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -380,7 +381,7 @@ int
 ag_exec_attempt(const char *dir, const char *run, const char *item, int attempt,
     size_t nlocks)
 {
-	char adir[AG_PATH_MAX], path[AG_PATH_MAX], att[32], cwdbuf[AG_PATH_MAX];
+	char adir[AG_PATH_MAX], path[AG_PATH_MAX], att[32], cwdbuf[AG_PATH_MAX], absdir[PATH_MAX];
 	struct result res;
 	struct envv env = { 0 };
 	struct ag_buf b = { 0 };
@@ -396,6 +397,10 @@ ag_exec_attempt(const char *dir, const char *run, const char *item, int attempt,
 	if (ag_id_check(run, strlen(run)) < 0 || ag_id_check(item, strlen(item)) < 0)
 		return AG_EINVALID;
 	snprintf(att, sizeof(att), "%d", attempt);
+	/* the worker runs elsewhere: every path it is given must be absolute */
+	if (!realpath(dir, absdir))
+		return ag_error_sys(AG_ERROR, "cannot resolve '%s'", dir);
+	dir = absdir;
 	if ((rc = ag_path(adir, sizeof(adir), "%s/runs/%s/items/%s/%d", dir, run, item, attempt)) < 0 ||
 	    (rc = ag_path(path, sizeof(path), "%s/spec.json", adir)) < 0)
 		return rc;

@@ -78,3 +78,14 @@ load lib/common
 	drive r
 	run ! grep -q "$D/locks\|/lease" "$T/fds"
 }
+
+@test "a relative state directory still gives the worker absolute paths" {
+	agora-init st >/dev/null
+	printf '{"id":"r","items":[{"id":"a","executor":"exec","inputs":{"sh":"echo x > \\"$AGORA_OUTPUTS_DIR/log\\"; echo $AGORA_DIR > \\"$AGORA_OUTPUTS_DIR/dir\\""},"depends_on":[],"resourceLocks":[]}]}' > p.json
+	unset AGORA_DIR
+	agora-submit -d st p.json
+	D=$BATS_TEST_TMPDIR/st
+	until [ -e st/runs/r ] && ! [ -e st/active/r ]; do agora-reconcile -d st; sleep 0.02; done
+	assert_equal "$(outcome r)" succeeded
+	assert_equal "$(cat st/runs/r/items/a/1/outputs/dir)" "$BATS_TEST_TMPDIR/st"
+}
