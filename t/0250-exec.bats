@@ -85,7 +85,7 @@ load lib/common
 	unset AGORA_DIR
 	agora-submit -d st p.json
 	D=$BATS_TEST_TMPDIR/st
-	until [ -e st/runs/r ] && ! [ -e st/active/r ]; do agora-reconcile -d st; sleep 0.02; done
+	wait_for 'agora-reconcile -d st; [ -e st/runs/r ] && [ ! -e st/active/r ]'
 	assert_equal "$(outcome r)" succeeded
 	assert_equal "$(cat st/runs/r/items/a/1/outputs/dir)" "$BATS_TEST_TMPDIR/st"
 }
