@@ -25,7 +25,8 @@
 
 /*
  * Where agora's helper programs are: $AGORA_LIBEXEC, then beside the
- * running program (a build tree), then the installed libexec directory.
+ * running program (a build tree), then ../libexec/agora from it (an
+ * installed tree, even one moved after its build), then LIBEXECDIR.
  */
 const char *
 ag_libexec_path(const char *prog, char *buf, size_t size)
@@ -43,6 +44,10 @@ ag_libexec_path(const char *prog, char *buf, size_t size)
 		if ((slash = strrchr(self, '/'))) {
 			*slash = '\0';
 			if (ag_path(buf, size, "%s/%s", self, prog) == 0 && access(buf, X_OK) == 0)
+				return buf;
+			/* an installed tree, wherever it was installed: bin/../libexec/agora */
+			if (ag_path(buf, size, "%s/../libexec/agora/%s", self, prog) == 0 &&
+			    access(buf, X_OK) == 0)
 				return buf;
 		}
 	}

@@ -89,3 +89,23 @@ load lib/common
 	assert_equal "$(outcome r)" succeeded
 	assert_equal "$(cat st/runs/r/items/a/1/outputs/dir)" "$BATS_TEST_TMPDIR/st"
 }
+
+@test "on timeout the group gets TERM first, then KILL after killGrace" {
+	agora_init agora.maxAttempts 1 agora.killGrace 500ms
+	T=$BATS_TEST_TMPDIR
+	plan p.json r "$(item stubborn "trap 'echo got-term >> $T/signals' TERM; while :; do sleep 0.05; done" '[]' '[]' '"timeout":0.5')"
+	agora-submit p.json
+	drive r
+	assert_equal "$(cat "$T/signals")" got-term
+	run -0 grep '"event":"item.failed"' "$D/runs/r/status.jsonl"
+	assert_output --partial '"signal":9,"reason":"timeout after 0.5s"'
+}
+
+@test "a worker that ends on TERM within the grace is not killed" {
+	agora_init agora.maxAttempts 1 agora.killGrace 5s
+	plan p.json r "$(item polite "trap 'exit 3' TERM; while :; do sleep 0.05; done" '[]' '[]' '"timeout":0.5')"
+	agora-submit p.json
+	drive r
+	run -0 grep '"event":"item.failed"' "$D/runs/r/status.jsonl"
+	assert_output --partial '"exit":3,"reason":"timeout after 0.5s"'
+}
