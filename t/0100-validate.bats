@@ -8,16 +8,6 @@ setup() {
 	agora_init
 }
 
-# fixture NAME: copy t/fixtures/plans/NAME here, so messages name it short.
-fixture() {
-	cp "$FIXTURES/plans/$1" "$1"
-}
-
-# assert_stderr TEXT: what the last run --separate-stderr wrote to stderr.
-assert_stderr() {
-	assert_equal "$stderr" "$1"
-}
-
 # The state tree, every entry with its type, mode and size, and every file's hash.
 snapshot() {
 	(cd "$D" && find . -printf '%p %y %m %s\n' | sort &&

@@ -8,14 +8,6 @@ setup() {
 	agora_init
 }
 
-fixture() {
-	cp "$FIXTURES/plans/$1" "$1"
-}
-
-assert_stderr() {
-	assert_equal "$stderr" "$1"
-}
-
 # inbox DIR: the names in inbox/DIR, one per line.
 inbox() {
 	ls -A "$D/inbox/$1"
@@ -30,11 +22,6 @@ jget() {
 submitted() {
 	python3 -c 'import json, sys; j = json.loads(open(sys.argv[1]).readline()); assert j["event"] == "run.submitted"; print(j[sys.argv[2]])' \
 		"$D/runs/$1/status.jsonl" "$2"
-}
-
-# tick: one reconcile, which must succeed.
-tick() {
-	agora-reconcile -d "$D" >/dev/null
 }
 
 # Everything under the test directory but the state tree (and bats' own files).

@@ -15,10 +15,6 @@ started() {
 	wait_for "grep -qx '${2:-1}' '$BATS_TEST_TMPDIR/$1.started' 2>/dev/null"
 }
 
-tick() {
-	agora-reconcile -d "$D" >/dev/null
-}
-
 # ticks N: N ticks in a row.
 ticks() {
 	local i

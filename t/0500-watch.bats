@@ -4,16 +4,6 @@
 # table on a terminal. Exit 0 all done, 1 anything not done, 99 on -t.
 load lib/common
 
-# hold ID [DEPS] [EXTRA]: an item that starts, then waits for ID.release.
-hold() {
-	local t=$BATS_TEST_TMPDIR
-	item "$1" "touch $t/$1.started; until [ -e $t/$1.release ]; do sleep 0.05; done" "${2:-[]}" '[]' "$3"
-}
-
-tick() {
-	agora-reconcile -d "$D" >/dev/null
-}
-
 # field LINE KEY: a plain field of one JSON line.
 field() {
 	printf '%s\n' "$1" | sed -n "s/.*\"$2\":\"\\{0,1\\}\\([^\",]*\\)\"\\{0,1\\}[,}].*/\\1/p"

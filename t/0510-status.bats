@@ -4,16 +4,6 @@
 # runs exactly one tick, then asks: no race with a later tick.
 load lib/common
 
-# hold ID [DEPS] [LOCKS] [EXTRA]: an item that starts, then waits for ID.release.
-hold() {
-	local t=$BATS_TEST_TMPDIR
-	item "$1" "touch $t/$1.started; until [ -e $t/$1.release ]; do sleep 0.05; done" "${2:-[]}" "${3:-[]}" "$4"
-}
-
-tick() {
-	agora-reconcile -d "$D" >/dev/null
-}
-
 # row ITEM STATE ATTEMPTS PRIORITY REASON WHY: one line of the run view.
 row() {
 	printf '%-32s %-10s %8s %9s  %-20s %s\n' "$@"

@@ -100,3 +100,24 @@ attempt_pids() {
 	wait_for "[ -s '$f' ] && ! grep -q ' 0\$' '$f'" || return 1
 	read -r sup worker < "$f"
 }
+
+# tick: one reconcile, which must succeed.
+tick() {
+	agora-reconcile -d "$D" >/dev/null
+}
+
+# hold ID [DEPS] [LOCKS] [EXTRA]: an item that starts, then waits for ID.release.
+hold() {
+	local t=$BATS_TEST_TMPDIR
+	item "$1" "touch $t/$1.started; until [ -e $t/$1.release ]; do sleep 0.05; done" "${2:-[]}" "${3:-[]}" "$4"
+}
+
+# fixture NAME: copy t/fixtures/plans/NAME here, so messages name it short.
+fixture() {
+	cp "$FIXTURES/plans/$1" "$1"
+}
+
+# assert_stderr TEXT: what the last run --separate-stderr wrote to stderr.
+assert_stderr() {
+	assert_equal "$stderr" "$1"
+}
