@@ -42,6 +42,7 @@
 #define AG_TIMEOUT_MAX		(30 * 86400)
 #define AG_LOG_MAX		((size_t)1 << 30)
 #define AG_LINE_MAX		(1 << 20)
+#define AG_FOLLOW_CHUNK		(4u << 20)	/* > AG_LINE_MAX: a chunk holds a line */
 #define AG_CONTROL_LINE_MAX	4096
 
 /* ---- err.c: the last error message ---- */

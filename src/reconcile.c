@@ -536,14 +536,13 @@ reap_item(struct tick *t, struct ag_run *r, size_t item)
 
 /* ---- firing ---- */
 
-static const char *
+static void
 env_list_json(json_t *arr, char **names, size_t n)
 {
 	size_t i;
 
 	for (i = 0; i < n; i++)
 		json_array_append_new(arr, json_string(names[i]));
-	return NULL;
 }
 
 static json_t *

@@ -657,7 +657,6 @@ ag_run_follow(struct ag_run *r, void (*cb)(void *, const char *, size_t, const j
 	char path[AG_PATH_MAX];
 	struct ag_buf b;
 	struct stat st;
-	size_t off = 0;
 	ssize_t n;
 	int fd, rc = 0;
 
@@ -678,51 +677,68 @@ ag_run_follow(struct ag_run *r, void (*cb)(void *, const char *, size_t, const j
 		close(fd);
 		return ag_error_set(AG_EINVALID, "'%s' is larger than %zu bytes", path, AG_LOG_MAX);
 	}
-	ag_buf_init(&b, AG_LOG_MAX);
-	if ((rc = ag_buf_grow(&b, (size_t)(st.st_size - r->log_size))) < 0) {
+	/*
+	 * A chunk at a time, so a long log (300 000 lines for a 100 000-item
+	 * run) never sits in memory whole. A chunk holds at least one line.
+	 */
+	ag_buf_init(&b, AG_FOLLOW_CHUNK);
+	if ((rc = ag_buf_grow(&b, AG_FOLLOW_CHUNK)) < 0) {
 		close(fd);
 		return rc;
 	}
-	n = pread(fd, b.ptr, (size_t)(st.st_size - r->log_size), r->log_size);
-	close(fd);
-	if (n < 0) {
-		ag_buf_release(&b);
-		return ag_error_sys(AG_ERROR, "cannot read '%s'", path);
-	}
-	b.len = (size_t)n;
-	while (off < b.len) {
-		char *nl = memchr(b.ptr + off, '\n', b.len - off);
-		size_t len;
-		json_t *ev;
-		json_error_t jerr;
-		const char *prev;
+	while (rc == 0 && r->log_size < st.st_size) {
+		size_t want = (size_t)(st.st_size - r->log_size), off = 0;
+		if (want > AG_FOLLOW_CHUNK)
+			want = AG_FOLLOW_CHUNK;
+		n = pread(fd, b.ptr, want, r->log_size);
+		if (n <= 0) {
+			if (n < 0)
+				rc = ag_error_sys(AG_ERROR, "cannot read '%s'", path);
+			break;
+		}
+		b.len = (size_t)n;
+		while (off < b.len) {
+			char *nl = memchr(b.ptr + off, '\n', b.len - off);
+			size_t len;
+			json_t *ev;
+			json_error_t jerr;
+			const char *prev;
 
-		if (!nl)
-			break;
-		len = (size_t)(nl - (b.ptr + off));
-		ev = json_loadb(b.ptr + off, len, 0, &jerr);
-		if (!ev) {
-			rc = ag_error_set(AG_EINVALID, "%s: line %lld: invalid JSON: %s", path,
-			    (long long)r->seq + 1, jerr.text);
-			break;
-		}
-		prev = json_string_value(json_object_get(ev, "prev"));
-		if (!prev || strcmp(prev, r->prev) != 0 ||
-		    json_integer_value(json_object_get(ev, "seq")) != r->seq) {
+			if (!nl)
+				break;
+			len = (size_t)(nl - (b.ptr + off));
+			ev = json_loadb(b.ptr + off, len, 0, &jerr);
+			if (!ev) {
+				rc = ag_error_set(AG_EINVALID, "%s: line %lld: invalid JSON: %s", path,
+				    (long long)r->seq + 1, jerr.text);
+				break;
+			}
+			prev = json_string_value(json_object_get(ev, "prev"));
+			if (!prev || strcmp(prev, r->prev) != 0 ||
+			    json_integer_value(json_object_get(ev, "seq")) != r->seq) {
+				json_decref(ev);
+				rc = ag_error_set(AG_EINVALID, "%s: line %lld: broken hash chain", path,
+				    (long long)r->seq + 1);
+				break;
+			}
+			ag_sha256_hex(r->prev, b.ptr + off, len);
+			ag_run_apply(r, ev);
+			r->seq++;
+			if (cb)
+				cb(arg, b.ptr + off, len, ev);
 			json_decref(ev);
-			rc = ag_error_set(AG_EINVALID, "%s: line %lld: broken hash chain", path,
-			    (long long)r->seq + 1);
+			off += len + 1;
+			r->log_size += (int64_t)len + 1;
+		}
+		if (rc == 0 && off == 0) {
+			/* no whole line in this chunk: a torn tail, or a line too long */
+			if (b.len == AG_FOLLOW_CHUNK)
+				rc = ag_error_set(AG_EINVALID, "%s: line %lld: longer than %d bytes",
+				    path, (long long)r->seq + 1, AG_LINE_MAX);
 			break;
 		}
-		ag_sha256_hex(r->prev, b.ptr + off, len);
-		ag_run_apply(r, ev);
-		r->seq++;
-		if (cb)
-			cb(arg, b.ptr + off, len, ev);
-		json_decref(ev);
-		off += len + 1;
-		r->log_size += (int64_t)len + 1;
 	}
+	close(fd);
 	ag_buf_release(&b);
 	return rc;
 }
