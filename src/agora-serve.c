@@ -86,7 +86,7 @@ main(int argc, char **argv)
 	const char *dir = NULL;
 	int64_t interval = 5000;
 	sigset_t set;
-	int c, rc, sfd, wake_r, wake_w, verbose = 0, stop = 0;
+	int c, rc, sfd, wake_r, wake_w, verbose = 0, stop = 0, sup = -1;
 
 	ag_cli_init(argc, argv);
 	while ((c = getopt_long(argc, argv, "d:hi:v", longopts, NULL)) != -1) {
@@ -124,9 +124,16 @@ main(int argc, char **argv)
 		ag_die(AG_ERROR);
 	}
 	rewatch(&w);
+	o.sup = &sup;
 	while (!stop) {
 		int64_t timeout = interval;
 
+		/*
+		 * One resident supervisor runs this serve's attempts; without
+		 * it, each attempt gets an agora-exec of its own.
+		 */
+		if (sup < 0 && ag_spawn_resident(&sup, dir) < 0)
+			ag_warn("%s", ag_error_msg());
 		rc = ag_tick(&st, dir, &o, &cache);
 		if (rc < 0) {
 			ag_warn("%s", ag_error_msg());
@@ -162,6 +169,9 @@ main(int argc, char **argv)
 			drain(wake_r);
 	}
 	ag_tick_cache_free(cache);
+	/* the resident supervisor sees the socket close, finishes its attempts and goes */
+	if (sup >= 0)
+		close(sup);
 	if (wake_w >= 0)
 		close(wake_w);
 	if (wake_r >= 0)

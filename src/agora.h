@@ -9,6 +9,7 @@
 #ifndef AGORA_H
 #define AGORA_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -35,6 +36,8 @@
 #define AG_STRING_MAX		65536
 #define AG_DEPS_MAX		10000
 #define AG_LOCKS_MAX		256
+#define AG_SUP_FDS_MAX		AG_LOCKS_MAX	/* lock descriptors of one attempt */
+#define AG_SCM_FDS_MAX		250	/* descriptors per message to a resident supervisor */
 #define AG_LOCKKEY_MAX		1024
 #define AG_PLAN_DEPTH_MAX	32
 #define AG_PLAN_ERRORS_MAX	1000
@@ -390,6 +393,12 @@ int ag_lock_held(const char *path);
 struct ag_tick_opts {
 	int nonblock;		/* -n: AG_ELOCKED when another tick runs */
 	int quiet;
+	/*
+	 * serve's socket to its resident supervisor, or NULL: attempts go
+	 * there instead of to an agora-exec each. When the supervisor is
+	 * gone, the tick closes the socket and sets *sup to -1.
+	 */
+	int *sup;
 };
 
 struct ag_tick_stats {
@@ -424,11 +433,29 @@ int ag_spawn_supervisor(const char *dir, const char *run, const char *item, int 
 const char *ag_libexec_path(const char *prog, char *buf, size_t size);
 /* Collect the exit status of supervisors that have ended (never blocks). */
 void ag_spawn_reap(void);
+/*
+ * Start a resident supervisor (agora-exec -r) in a session of its own;
+ * *out is serve's end of the socket that feeds it attempts.
+ */
+int ag_spawn_resident(int *out, const char *dir);
+/*
+ * Hand one attempt, with its lease and lock descriptors, to a resident
+ * supervisor. AG_ELOCKED: the socket is full, try another way;
+ * AG_ERROR: the supervisor is gone.
+ */
+int ag_spawn_send(int sock, const char *run, const char *item, int attempt, int lease_fd,
+    const int *lock_fds, size_t nlocks);
 
 /* ---- exec.c: the supervisor ---- */
 
+/* A tick cancels one attempt: sigqueue() to its supervisor, the worker's pid as value. */
+#define AG_SIG_CANCEL		(SIGRTMIN + 1)
+
+/* Supervise one attempt: the lease is fd 3, the locks fds 4 .. 3 + nlocks. */
 int ag_exec_attempt(const char *dir, const char *run, const char *item, int attempt,
     size_t nlocks);
+/* Supervise the attempts that arrive on sock until it closes and all have ended. */
+int ag_exec_resident(const char *dir, int sock);
 
 /* ---- submit.c: inbox delivery ---- */
 

@@ -1,20 +1,29 @@
 /*
- * agora-exec, the supervisor of one attempt. It holds the lease (fd 3)
- * and the resource locks (fd 4 on) for as long as it lives, renews the
- * lease every ttl/3, runs the worker in its own process group with a
- * clean environment, enforces the timeout, forwards a cancel, kills the
+ * agora-exec, the supervisor. For each attempt it holds the lease and the
+ * resource-lock descriptors until the attempt ends, renews the lease every
+ * ttl/3, runs the worker in its own process group with a clean
+ * environment, enforces the timeout, carries out a cancel, kills the
  * whole group at the end, and writes result.json atomically.
+ *
+ * A tick started by cron starts one supervisor per attempt (the lease as
+ * fd 3, the locks from fd 4 on). agora-serve starts one resident
+ * supervisor instead and hands it each attempt's descriptors over a
+ * socket: the same loop, without an exec per attempt. Either way the
+ * supervisor outlives the tick that started it.
  */
 #include "agora.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -184,42 +193,203 @@ min64(int64_t a, int64_t b)
 	return a < b ? a : b;
 }
 
+/*
+ * One attempt under supervision. The supervisor holds its lease and lock
+ * descriptors until the worker's group is gone and result.json is in
+ * place; then it lets go of them.
+ */
+struct attempt {
+	char adir[AG_PATH_MAX];
+	int lease_fd;
+	int lock_fds[AG_SUP_FDS_MAX];
+	size_t nlocks;
+	pid_t pid;		/* the worker, and its process group */
+	int errfd;		/* the worker's report of a failed set-up or exec */
+	int64_t timeout_ms, grace_ms, ttl_ms;
+	int64_t renew, deadline, kill_at;	/* monotonic ms; 0 when unset */
+	char *cwd;
+	char *prog;
+	struct result res;
+};
+
+struct sup {
+	char dir[PATH_MAX];	/* absolute: workers run elsewhere */
+	struct attempt **v;
+	size_t len, cap;
+	int sock;		/* the serve that feeds a resident supervisor, or -1 */
+	int sigfd;
+	int rc;			/* the first failure to write a result */
+};
+
 static void
-on_chld(int sig)
+attempt_close_locks(struct attempt *a)
 {
-	(void)sig;
+	size_t i;
+
+	for (i = 0; i < a->nlocks; i++)
+		if (a->lock_fds[i] >= 0)
+			close(a->lock_fds[i]);
+	a->nlocks = 0;
 }
 
 /*
- * Run the worker and wait for it. Returns with res filled in; the
- * process group is gone when this returns.
+ * The worker's group is gone: let go of the resource locks before
+ * reporting, so that the tick which reaps this attempt can already hand
+ * them on; the lease goes last, after result.json is in place.
  */
 static void
-supervise(struct result *res, char **argv, char **envp, const char *cwd, const char *adir,
-    int64_t timeout_ms, int64_t grace_ms, int64_t ttl_ms)
+attempt_end(struct sup *s, struct attempt *a)
 {
-	char path[AG_PATH_MAX], pidtext[64];
-	int errpipe[2] = { -1, -1 }, gopipe[2] = { -1, -1 }, out = -1, err = -1, null = -1;
-	int status, child_fail[2] = { 0, 0 };
-	int64_t now, renew, deadline, kill_at = 0;
-	sigset_t set;
-	pid_t pid, self = getpid();
-	struct sigaction sa;
+	int rc;
+
+	attempt_close_locks(a);
+	if (!a->res.ended)
+		a->res.ended = ag_now_ms();
+	if (!a->res.started)
+		a->res.started = a->res.ended;
+	rc = write_result(a->adir, &a->res, s->dir);
+	if (rc < 0 && s->rc == 0)
+		s->rc = rc;
+	if (a->errfd >= 0)
+		close(a->errfd);
+	if (a->lease_fd >= 0)
+		close(a->lease_fd);
+	free(a->cwd);
+	free(a->prog);
+	free(a);
+}
+
+/* The worker ended with this wait status. */
+static void
+attempt_reap(struct sup *s, struct attempt *a, int status)
+{
+	struct result *res = &a->res;
+	int fail[2];
 	ssize_t n;
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_chld;
-	sigaction(SIGCHLD, &sa, NULL);
-	sigemptyset(&set);
-	sigaddset(&set, SIGCHLD);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	sigprocmask(SIG_BLOCK, &set, NULL);
+	res->ended = ag_now_ms();
+	/* whatever the worker left behind in its group goes with it */
+	kill(-a->pid, SIGKILL);
+	if (WIFEXITED(status)) {
+		res->exited = 1;
+		res->code = WEXITSTATUS(status);
+	} else if (WIFSIGNALED(status)) {
+		res->sig = WTERMSIG(status);
+	}
+	/* the child wrote here only if it failed before its exec */
+	while ((n = read(a->errfd, fail, sizeof(fail))) < 0 && errno == EINTR)
+		;
+	if (n == (ssize_t)sizeof(fail) && !res->reason[0]) {
+		if (fail[0] == 3)
+			snprintf(res->reason, sizeof(res->reason), "cannot execute '%s': %s",
+			    ag_quote(a->prog, strlen(a->prog)), strerror(fail[1]));
+		else if (fail[0] == 2)
+			snprintf(res->reason, sizeof(res->reason),
+			    "cannot change to directory '%s': %s",
+			    ag_quote(a->cwd, strlen(a->cwd)), strerror(fail[1]));
+		else
+			snprintf(res->reason, sizeof(res->reason), "cannot set up the worker: %s",
+			    strerror(fail[1]));
+		res->permanent = 1;
+	} else if (res->timed_out) {
+		snprintf(res->reason, sizeof(res->reason), "timeout after %.3gs",
+		    (double)a->timeout_ms / 1000.0);
+	} else if (res->terminated) {
+		snprintf(res->reason, sizeof(res->reason), "terminated");
+	}
+	attempt_end(s, a);
+}
 
-	if (ag_path(path, sizeof(path), "%s/stdout", adir) == 0)
+/* TERM the worker's group now, KILL it after the grace period. */
+static void
+attempt_stop(struct attempt *a, int64_t now)
+{
+	if (a->res.terminated || a->res.timed_out)
+		return;
+	a->res.terminated = 1;
+	kill(-a->pid, SIGTERM);
+	a->kill_at = now + a->grace_ms;
+}
+
+/*
+ * Read the attempt's spec.json, prepare what the worker is given and start
+ * it in a process group of its own. The worker waits until the pid file
+ * is in place: an attempt without one never started its worker, and
+ * reconcile requeues it uncounted. On return a->pid is set, or
+ * a->res.reason says why there is no worker.
+ */
+static void
+attempt_start(struct sup *s, struct attempt *a, const char *run, const char *item, int attempt)
+{
+	struct result *res = &a->res;
+	char path[AG_PATH_MAX], att[32], pidtext[64];
+	struct envv env = { 0 };
+	struct ag_buf b = { 0 };
+	json_t *spec = NULL, *v;
+	char **argv = NULL, *input = NULL;
+	int errpipe[2] = { -1, -1 }, gopipe[2] = { -1, -1 }, out = -1, err = -1, null = -1;
+	pid_t pid, self = getpid();
+
+	snprintf(att, sizeof(att), "%d", attempt);
+	if (ag_path(a->adir, sizeof(a->adir), "%s/runs/%s/items/%s/%d", s->dir, run, item,
+	    attempt) < 0 || ag_path(path, sizeof(path), "%s/spec.json", a->adir) < 0 ||
+	    ag_read_file(&b, path, (size_t)AG_PLAN_MAX) < 0) {
+		snprintf(res->reason, sizeof(res->reason), "%s", ag_error_msg());
+		goto out;
+	}
+	spec = json_loadb(b.ptr, b.len, 0, NULL);
+	ag_buf_release(&b);
+	if (!spec) {
+		snprintf(res->reason, sizeof(res->reason), "unreadable spec.json");
+		res->permanent = 1;
+		goto out;
+	}
+	if ((v = json_object_get(spec, "error"))) {
+		snprintf(res->reason, sizeof(res->reason), "%s", json_string_value(v));
+		res->permanent = 1;
+		goto out;
+	}
+	a->timeout_ms = json_integer_value(json_object_get(spec, "timeoutMs"));
+	a->grace_ms = json_integer_value(json_object_get(spec, "killGraceMs"));
+	a->ttl_ms = json_integer_value(json_object_get(spec, "leaseTtlMs"));
+	if (a->ttl_ms <= 0)
+		a->ttl_ms = 30000;
+	if (ag_path(path, sizeof(path), "%s/outputs", a->adir) < 0 || ag_mkdir(path, 0755) < 0) {
+		snprintf(res->reason, sizeof(res->reason), "%s", ag_error_msg());
+		goto out;
+	}
+	input = json_dumps(json_object_get(spec, "inputs"), JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+	if (ag_path(path, sizeof(path), "%s/input.json", a->adir) < 0 || !input ||
+	    ag_write_replace(path, input, strlen(input), 0644) < 0) {
+		snprintf(res->reason, sizeof(res->reason), "cannot write input.json: %s",
+		    ag_error_msg());
+		goto out;
+	}
+	if (build_env(&env, spec, s->dir, a->adir, run, item, att) < 0) {
+		snprintf(res->reason, sizeof(res->reason), "cannot build the environment");
+		goto out;
+	}
+	if (build_argv(&argv, spec, res->reason, sizeof(res->reason)) < 0) {
+		res->permanent = 1;
+		goto out;
+	}
+	v = json_object_get(spec, "cwd");
+	if (json_is_string(v) && json_string_value(v)[0] == '/')
+		a->cwd = strdup(json_string_value(v));
+	else if (json_is_string(v) &&
+	    ag_path(path, sizeof(path), "%s/%s", a->adir, json_string_value(v)) == 0)
+		a->cwd = strdup(path);
+	else
+		a->cwd = strdup(a->adir);
+	a->prog = strdup(argv[0]);
+	if (!a->cwd || !a->prog) {
+		snprintf(res->reason, sizeof(res->reason), "out of memory");
+		goto out;
+	}
+
+	if (ag_path(path, sizeof(path), "%s/stdout", a->adir) == 0)
 		out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (ag_path(path, sizeof(path), "%s/stderr", adir) == 0)
+	if (ag_path(path, sizeof(path), "%s/stderr", a->adir) == 0)
 		err = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	null = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (out < 0 || err < 0 || null < 0 || pipe2(errpipe, O_CLOEXEC) < 0 ||
@@ -246,19 +416,17 @@ supervise(struct result *res, char **argv, char **envp, const char *cwd, const c
 		close(gopipe[1]);
 		if (read(gopipe[0], &go, 1) != 1)
 			_exit(127);
-		close(gopipe[0]);
 		sigemptyset(&none);
-		signal(SIGCHLD, SIG_DFL);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		/* tell the supervisor which step failed: 1 set-up, 2 chdir, 3 exec */
 		fail[0] = 1;
 		if (dup2(null, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
 			goto child_fail;
 		fail[0] = 2;
-		if (cwd && chdir(cwd) < 0)
+		if (chdir(a->cwd) < 0)
 			goto child_fail;
 		fail[0] = 3;
-		environ = envp;
+		environ = env.v;
 		execvp(argv[0], argv);
 child_fail:
 		fail[1] = errno;
@@ -267,100 +435,20 @@ child_fail:
 		_exit(127);
 	}
 	setpgid(pid, pid);
-	/*
-	 * The pid file is there before the worker runs: an attempt without
-	 * one never started its worker, and reconcile requeues it uncounted.
-	 */
-	close(gopipe[0]);
-	gopipe[0] = -1;
+	a->pid = pid;
+	a->errfd = errpipe[0];
+	errpipe[0] = -1;
 	snprintf(pidtext, sizeof(pidtext), "%ld %ld\n", (long)self, (long)pid);
-	if (ag_path(path, sizeof(path), "%s/pid", adir) < 0 ||
+	if (ag_path(path, sizeof(path), "%s/pid", a->adir) < 0 ||
 	    ag_write_replace(path, pidtext, strlen(pidtext), 0644) < 0 ||
 	    write(gopipe[1], "!", 1) != 1) {
 		snprintf(res->reason, sizeof(res->reason), "cannot start the worker: %s",
 		    ag_error_msg());
 		kill(pid, SIGKILL);
 	}
-	close(gopipe[1]);
-	gopipe[1] = -1;
-	close(errpipe[1]);
-	errpipe[1] = -1;
-	while ((n = read(errpipe[0], child_fail, sizeof(child_fail))) < 0 && errno == EINTR)
-		;
-	if (n == (ssize_t)sizeof(child_fail)) {
-		if (child_fail[0] == 3)
-			snprintf(res->reason, sizeof(res->reason), "cannot execute '%s': %s",
-			    ag_quote(argv[0], strlen(argv[0])), strerror(child_fail[1]));
-		else if (child_fail[0] == 2)
-			snprintf(res->reason, sizeof(res->reason), "cannot change to directory '%s': %s",
-			    ag_quote(cwd, strlen(cwd)), strerror(child_fail[1]));
-		else
-			snprintf(res->reason, sizeof(res->reason), "cannot set up the worker: %s",
-			    strerror(child_fail[1]));
-		res->permanent = 1;
-	}
-
-	now = ag_mono_ms();
-	renew = now + ttl_ms / 3;
-	deadline = timeout_ms > 0 ? now + timeout_ms : INT64_MAX;
-	for (;;) {
-		struct timespec ts;
-		siginfo_t info;
-		int64_t wake, wpid;
-		int sig;
-
-		while ((wpid = waitpid(pid, &status, WNOHANG)) < 0 && errno == EINTR)
-			;
-		if (wpid == pid)
-			break;
-		now = ag_mono_ms();
-		if (now >= renew) {
-			futimens(3, NULL);	/* the lease: "still alive" */
-			renew = now + ttl_ms / 3;
-		}
-		if (now >= deadline && !res->timed_out && !res->terminated) {
-			res->timed_out = 1;
-			kill(-pid, SIGTERM);
-			kill_at = now + grace_ms;
-		}
-		if (kill_at && now >= kill_at) {
-			kill(-pid, SIGKILL);
-			kill_at = 0;
-		}
-		wake = min64(renew, deadline);
-		if (kill_at)
-			wake = min64(wake, kill_at);
-		wake -= now;
-		if (wake < 1)
-			wake = 1;
-		ts.tv_sec = (time_t)(wake / 1000);
-		ts.tv_nsec = (long)(wake % 1000) * 1000000;
-		sig = sigtimedwait(&set, &info, &ts);
-		if ((sig == SIGTERM || sig == SIGINT || sig == SIGHUP) && !res->terminated) {
-			res->terminated = 1;
-			kill(-pid, SIGTERM);
-			kill_at = ag_mono_ms() + grace_ms;
-		}
-	}
-	res->ended = ag_now_ms();
-	/* whatever the worker left behind in its group goes with it */
-	kill(-pid, SIGKILL);
-	if (WIFEXITED(status)) {
-		res->exited = 1;
-		res->code = WEXITSTATUS(status);
-	} else if (WIFSIGNALED(status)) {
-		res->sig = WTERMSIG(status);
-	}
-	if (res->timed_out)
-		snprintf(res->reason, sizeof(res->reason), "timeout after %.3gs",
-		    (double)timeout_ms / 1000.0);
-	else if (res->terminated)
-		snprintf(res->reason, sizeof(res->reason), "terminated");
+	a->renew = ag_mono_ms() + a->ttl_ms / 3;
+	a->deadline = a->timeout_ms > 0 ? ag_mono_ms() + a->timeout_ms : 0;
 out:
-	if (!res->ended)
-		res->ended = ag_now_ms();
-	if (!res->started)
-		res->started = res->ended;
 	if (errpipe[0] >= 0)
 		close(errpipe[0]);
 	if (errpipe[1] >= 0)
@@ -375,91 +463,316 @@ out:
 		close(err);
 	if (null >= 0)
 		close(null);
+	free(argv);
+	free(input);
+	env_free(&env);
+	json_decref(spec);
+}
+
+static int
+sup_add(struct sup *s, struct attempt *a)
+{
+	if (s->len == s->cap) {
+		size_t ncap = s->cap ? s->cap * 2 : 8;
+		struct attempt **nv = realloc(s->v, ncap * sizeof(*nv));
+		if (!nv)
+			return ag_error_set(AG_ERROR, "out of memory");
+		s->v = nv;
+		s->cap = ncap;
+	}
+	s->v[s->len++] = a;
+	return 0;
+}
+
+static struct attempt *
+attempt_new(int lease_fd, const int *lock_fds, size_t nlocks)
+{
+	struct attempt *a = calloc(1, sizeof(*a));
+	size_t i;
+
+	if (!a)
+		return NULL;
+	a->lease_fd = lease_fd;
+	a->errfd = -1;
+	for (i = 0; i < nlocks; i++)
+		a->lock_fds[i] = lock_fds[i];
+	a->nlocks = nlocks;
+	return a;
+}
+
+/* Start an attempt; one that cannot start is reported at once. */
+static void
+sup_begin(struct sup *s, struct attempt *a, const char *run, const char *item, int attempt)
+{
+	attempt_start(s, a, run, item, attempt);
+	if (!a->pid || sup_add(s, a) < 0) {
+		if (a->pid) {
+			kill(-a->pid, SIGKILL);
+			snprintf(a->res.reason, sizeof(a->res.reason), "out of memory");
+		}
+		attempt_end(s, a);
+	}
+}
+
+static void
+close_fds(const int *fds, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		close(fds[i]);
+}
+
+/*
+ * One message from serve: "RUN ITEM ATTEMPT", with the lease and then the
+ * lock descriptors attached. Returns 1 for a message handled, 0 when there
+ * is none, and -1 when serve is gone.
+ */
+static int
+sup_receive(struct sup *s)
+{
+	char text[3 * AG_ID_MAX + 64], *item, *att, *end;
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * (AG_SUP_FDS_MAX + 1))];
+		struct cmsghdr align;
+	} ctl;
+	int fds[AG_SUP_FDS_MAX + 1];
+	struct iovec iov = { text, sizeof(text) - 1 };
+	struct msghdr msg;
+	struct cmsghdr *c;
+	struct attempt *a;
+	size_t nfds = 0;
+	ssize_t n;
+	long attempt;
+
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = ctl.buf;
+	msg.msg_controllen = sizeof(ctl.buf);
+	while ((n = recvmsg(s->sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
+		;
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return 0;
+	if (n <= 0)
+		return -1;
+	for (c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+		size_t k, m;
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		m = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (k = 0; k < m && nfds < AG_SUP_FDS_MAX + 1; k++)
+			memcpy(&fds[nfds++], CMSG_DATA(c) + k * sizeof(int), sizeof(int));
+	}
+	text[n] = '\0';
+	item = strchr(text, ' ');
+	att = item ? strchr(item + 1, ' ') : NULL;
+	if (!att || nfds < 1 || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+		close_fds(fds, nfds);	/* the tick finds no pid file: not started */
+		return 1;
+	}
+	*item++ = '\0';
+	*att++ = '\0';
+	errno = 0;
+	attempt = strtol(att, &end, 10);
+	if (errno || *end || attempt < 1 || attempt > 1000000 ||
+	    ag_id_check(text, strlen(text)) < 0 || ag_id_check(item, strlen(item)) < 0 ||
+	    !(a = attempt_new(fds[0], fds + 1, nfds - 1))) {
+		close_fds(fds, nfds);
+		return 1;
+	}
+	sup_begin(s, a, text, item, (int)attempt);
+	return 1;
+}
+
+static void
+sup_remove(struct sup *s, size_t i)
+{
+	s->v[i] = s->v[--s->len];
+}
+
+static void
+sup_reap(struct sup *s)
+{
+	pid_t pid;
+	size_t i;
+	int status;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (i = 0; i < s->len; i++)
+			if (s->v[i]->pid == pid)
+				break;
+		if (i < s->len) {
+			struct attempt *a = s->v[i];
+			sup_remove(s, i);
+			attempt_reap(s, a, status);
+		}
+	}
+}
+
+static void
+sup_signals(struct sup *s)
+{
+	struct signalfd_siginfo si;
+	size_t i;
+
+	while (read(s->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		int64_t now = ag_mono_ms();
+		if ((int)si.ssi_signo == SIGCHLD) {
+			sup_reap(s);
+		} else if ((int)si.ssi_signo == AG_SIG_CANCEL) {
+			/* a tick cancels one attempt, named by its worker */
+			for (i = 0; i < s->len; i++)
+				if (s->v[i]->pid == (pid_t)si.ssi_int)
+					attempt_stop(s->v[i], now);
+		} else {
+			/* TERM, INT, HUP: stop every worker, take no more */
+			for (i = 0; i < s->len; i++)
+				attempt_stop(s->v[i], now);
+			if (s->sock >= 0) {
+				close(s->sock);
+				s->sock = -1;
+			}
+		}
+	}
+}
+
+/* Renew leases, enforce timeouts and kill grace; returns ms to the next deadline. */
+static int64_t
+sup_timers(struct sup *s)
+{
+	int64_t now = ag_mono_ms(), next = INT64_MAX;
+	size_t i;
+
+	for (i = 0; i < s->len; i++) {
+		struct attempt *a = s->v[i];
+		if (now >= a->renew) {
+			futimens(a->lease_fd, NULL);	/* the lease: "still alive" */
+			a->renew = now + a->ttl_ms / 3;
+		}
+		if (a->deadline && now >= a->deadline && !a->res.timed_out &&
+		    !a->res.terminated) {
+			a->res.timed_out = 1;
+			kill(-a->pid, SIGTERM);
+			a->kill_at = now + a->grace_ms;
+		}
+		if (a->kill_at && now >= a->kill_at) {
+			kill(-a->pid, SIGKILL);
+			a->kill_at = 0;
+		}
+		next = min64(next, a->renew);
+		if (a->deadline && !a->res.timed_out && !a->res.terminated)
+			next = min64(next, a->deadline);
+		if (a->kill_at)
+			next = min64(next, a->kill_at);
+	}
+	return next == INT64_MAX ? -1 : (next - now < 1 ? 1 : next - now);
+}
+
+static int
+sup_init(struct sup *s, const char *dir, int sock)
+{
+	sigset_t set;
+
+	memset(s, 0, sizeof(*s));
+	s->sock = sock;
+	s->sigfd = -1;
+	if (!realpath(dir, s->dir))
+		return ag_error_sys(AG_ERROR, "cannot resolve '%s'", dir);
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, AG_SIG_CANCEL);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	if ((s->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK)) < 0)
+		return ag_error_sys(AG_ERROR, "cannot set up signals");
+	return 0;
+}
+
+/* Supervise until no attempt is left and no serve can send another. */
+static int
+sup_loop(struct sup *s)
+{
+	while (s->len || s->sock >= 0) {
+		struct pollfd pfd[2];
+		int64_t wait = sup_timers(s);
+
+		pfd[0].fd = s->sigfd;
+		pfd[0].events = POLLIN;
+		pfd[1].fd = s->sock;
+		pfd[1].events = POLLIN;
+		if (poll(pfd, s->sock >= 0 ? 2 : 1, wait < 0 ? -1 : (int)min64(wait, INT_MAX)) < 0 &&
+		    errno != EINTR)
+			return ag_error_sys(AG_ERROR, "poll");
+		if (pfd[0].revents & POLLIN)
+			sup_signals(s);
+		if (s->sock >= 0 && (pfd[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+			int r;
+			while ((r = sup_receive(s)) > 0)
+				;
+			if (r < 0) {
+				/* serve is gone: finish what runs, then go */
+				close(s->sock);
+				s->sock = -1;
+			}
+		}
+	}
+	return 0;
+}
+
+static void
+sup_release(struct sup *s)
+{
+	if (s->sigfd >= 0)
+		close(s->sigfd);
+	if (s->sock >= 0)
+		close(s->sock);
+	free(s->v);
 }
 
 int
 ag_exec_attempt(const char *dir, const char *run, const char *item, int attempt,
     size_t nlocks)
 {
-	char adir[AG_PATH_MAX], path[AG_PATH_MAX], att[32], cwdbuf[AG_PATH_MAX], absdir[PATH_MAX];
-	struct result res;
-	struct envv env = { 0 };
-	struct ag_buf b = { 0 };
-	json_t *spec = NULL, *v;
-	char **argv = NULL, *input = NULL;
-	const char *cwd = adir;
+	int locks[AG_SUP_FDS_MAX];
+	struct attempt *a;
+	struct sup s;
 	size_t i;
 	int rc;
 
-	memset(&res, 0, sizeof(res));
+	if (nlocks > AG_LOCKS_MAX)
+		return ag_error_set(AG_EINVALID, "too many locks: %zu", nlocks);
 	for (i = 0; i <= nlocks; i++)
 		fcntl(3 + (int)i, F_SETFD, FD_CLOEXEC);	/* the worker must not hold them */
 	if (ag_id_check(run, strlen(run)) < 0 || ag_id_check(item, strlen(item)) < 0)
 		return AG_EINVALID;
-	snprintf(att, sizeof(att), "%d", attempt);
-	/* the worker runs elsewhere: every path it is given must be absolute */
-	if (!realpath(dir, absdir))
-		return ag_error_sys(AG_ERROR, "cannot resolve '%s'", dir);
-	dir = absdir;
-	if ((rc = ag_path(adir, sizeof(adir), "%s/runs/%s/items/%s/%d", dir, run, item, attempt)) < 0 ||
-	    (rc = ag_path(path, sizeof(path), "%s/spec.json", adir)) < 0)
-		return rc;
-	if ((rc = ag_read_file(&b, path, (size_t)AG_PLAN_MAX)) < 0)
-		return rc;
-	spec = json_loadb(b.ptr, b.len, 0, NULL);
-	ag_buf_release(&b);
-	if (!spec) {
-		snprintf(res.reason, sizeof(res.reason), "unreadable spec.json");
-		res.permanent = 1;
-		goto report;
+	if ((rc = sup_init(&s, dir, -1)) < 0)
+		goto out;
+	for (i = 0; i < nlocks; i++)
+		locks[i] = 4 + (int)i;
+	if (!(a = attempt_new(3, locks, nlocks))) {
+		rc = ag_error_set(AG_ERROR, "out of memory");
+		goto out;
 	}
-	if ((v = json_object_get(spec, "error"))) {
-		snprintf(res.reason, sizeof(res.reason), "%s", json_string_value(v));
-		res.permanent = 1;
-		goto report;
-	}
-	if (ag_path(path, sizeof(path), "%s/outputs", adir) < 0 || ag_mkdir(path, 0755) < 0) {
-		snprintf(res.reason, sizeof(res.reason), "%s", ag_error_msg());
-		goto report;
-	}
-	input = json_dumps(json_object_get(spec, "inputs"), JSON_INDENT(1) | JSON_PRESERVE_ORDER);
-	if (ag_path(path, sizeof(path), "%s/input.json", adir) < 0 || !input ||
-	    ag_write_replace(path, input, strlen(input), 0644) < 0) {
-		snprintf(res.reason, sizeof(res.reason), "cannot write input.json: %s", ag_error_msg());
-		goto report;
-	}
-	if (build_env(&env, spec, dir, adir, run, item, att) < 0) {
-		snprintf(res.reason, sizeof(res.reason), "cannot build the environment");
-		goto report;
-	}
-	if (build_argv(&argv, spec, res.reason, sizeof(res.reason)) < 0) {
-		res.permanent = 1;
-		goto report;
-	}
-	if ((v = json_object_get(spec, "cwd")) && json_is_string(v)) {
-		const char *c = json_string_value(v);
-		if (c[0] == '/')
-			cwd = c;
-		else if (ag_path(cwdbuf, sizeof(cwdbuf), "%s/%s", adir, c) == 0)
-			cwd = cwdbuf;
-	}
-	supervise(&res, argv, env.v, cwd, adir,
-	    json_integer_value(json_object_get(spec, "timeoutMs")),
-	    json_integer_value(json_object_get(spec, "killGraceMs")),
-	    json_integer_value(json_object_get(spec, "leaseTtlMs")) > 0 ?
-	    json_integer_value(json_object_get(spec, "leaseTtlMs")) : 30000);
-report:
-	/*
-	 * The worker's group is gone: let go of the resource locks before
-	 * reporting, so that the tick which reaps this attempt can already
-	 * hand them on. The lease (fd 3) stays held until we exit.
-	 */
-	for (i = 1; i <= nlocks; i++)
-		close(3 + (int)i);
-	rc = write_result(adir, &res, dir);
-	free(argv);
-	free(input);
-	env_free(&env);
-	json_decref(spec);
+	sup_begin(&s, a, run, item, attempt);
+	if ((rc = sup_loop(&s)) == 0)
+		rc = s.rc;
+out:
+	sup_release(&s);
+	return rc;
+}
+
+int
+ag_exec_resident(const char *dir, int sock)
+{
+	struct sup s;
+	int rc;
+
+	fcntl(sock, F_SETFD, FD_CLOEXEC);
+	if ((rc = sup_init(&s, dir, sock)) == 0)
+		rc = sup_loop(&s);
+	sup_release(&s);
 	return rc;
 }

@@ -521,8 +521,12 @@ reap_item(struct tick *t, struct ag_run *r, size_t item)
 	}
 	if (read_pids(r, item, it->attempt, &pid, &pgid) < 0)
 		return 0;	/* just started: it has not written its pid yet */
-	if (it->cancel_req || it->drop_req || r->want_cancel)
-		kill(pid, SIGTERM);	/* the supervisor kills its group, then reports */
+	if ((it->cancel_req || it->drop_req || r->want_cancel) && pgid) {
+		/* the supervisor stops that worker's group, then reports */
+		union sigval v;
+		v.sival_int = (int)pgid;
+		sigqueue(pid, AG_SIG_CANCEL, v);
+	}
 	if (stat(lease, &st) == 0 &&
 	    (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000 +
 	    t->conf.lease_ttl_ms + t->conf.lease_grace_ms < t->now) {
@@ -678,18 +682,27 @@ fail:
 }
 
 static int
-spawn_all(struct tick *t)
+spawn_all(struct tick *t, const struct ag_tick_opts *o)
 {
 	size_t i, k, n;
 	int rc = 0;
 
 	for (i = 0; i < t->nspawns; i++) {
 		struct pending_spawn *s = &t->spawns[i];
-		int fds[AG_LOCKS_MAX];
+		const char *item = s->run->items[s->item].id;
+		int fds[AG_LOCKS_MAX], sent = -1;
 		for (k = 0, n = 0; k < s->nlocks; k++)
 			if (s->lock_fds[k] >= 0)
 				fds[n++] = s->lock_fds[k];
-		if (ag_spawn_supervisor(t->dir, s->run->id, s->run->items[s->item].id, s->attempt,
+		if (o->sup && *o->sup >= 0) {
+			sent = ag_spawn_send(*o->sup, s->run->id, item, s->attempt, s->lease_fd, fds, n);
+			if (sent == AG_ERROR) {
+				/* serve starts another before its next tick */
+				close(*o->sup);
+				*o->sup = -1;
+			}
+		}
+		if (sent < 0 && ag_spawn_supervisor(t->dir, s->run->id, item, s->attempt,
 		    s->lease_fd, fds, n) < 0 && rc == 0) {
 			/* the next tick finds the lease free and calls the attempt lost */
 			warn(t, "", ag_error_msg());
@@ -1280,7 +1293,7 @@ ag_tick(struct ag_tick_stats *out, const char *dir, const struct ag_tick_opts *o
 	for (i = 0; i < t.nruns; i++)
 		if ((rc = ag_run_sync(t.runs[i])) < 0)
 			goto out;
-	spawn_all(&t);
+	spawn_all(&t, o);
 	for (i = 0; i < t.nruns; i++) {
 		struct ag_run *r = t.runs[i];
 		if (r->completed) {

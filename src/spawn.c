@@ -1,8 +1,9 @@
 /*
- * Starting a supervisor: double fork and setsid, so it belongs to no
- * terminal and no tick; the lease and lock descriptors move to fixed
- * numbers and the supervisor inherits them, so they live exactly as long
- * as it does.
+ * Starting a supervisor in a session of its own, so it belongs to no
+ * terminal and no tick. A supervisor of one attempt inherits the lease and
+ * lock descriptors at fixed numbers; a resident one receives them over a
+ * socket. Either way they live exactly as long as the attempt's
+ * supervision does.
  */
 #include "agora.h"
 
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -60,18 +62,14 @@ ag_libexec_path(const char *prog, char *buf, size_t size)
  * posix_spawn (a vfork underneath) rather than fork: the tick's process
  * may hold a large run in memory, and copying its page tables for every
  * attempt showed in profiles. The supervisor gets a new session, default
- * signal handling, /dev/null for stdio, the lease as fd 3 and the locks
- * from fd 4 on, and nothing else. The tick reaps finished supervisors
- * with ag_spawn_reap().
+ * signal handling, /dev/null for stdio, fds[i] as fd 3 + i, and nothing
+ * else. The tick reaps finished supervisors with ag_spawn_reap().
  */
-int
-ag_spawn_supervisor(const char *dir, const char *run, const char *item, int attempt,
-    int lease_fd, const int *lock_fds, size_t nlocks)
+static int
+spawn_exec(char **argv, const int *fds, size_t nfds, const char *what)
 {
 	extern char **environ;
-	char exe[AG_PATH_MAX], att[32], nl[32];
-	char *argv[] = { "agora-exec", "-d", (char *)dir, "-l", nl, (char *)run, (char *)item,
-		att, NULL };
+	char exe[AG_PATH_MAX];
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
 	sigset_t none, all;
@@ -82,16 +80,11 @@ ag_spawn_supervisor(const char *dir, const char *run, const char *item, int atte
 
 	if (!ag_libexec_path("agora-exec", exe, sizeof(exe)))
 		return ag_error_set(AG_ERROR, "cannot find agora-exec (set AGORA_LIBEXEC)");
-	snprintf(att, sizeof(att), "%d", attempt);
-	snprintf(nl, sizeof(nl), "%zu", nlocks);
-	/* copies out of the way of fds 0..3+nlocks, so the dup2s cannot clash */
-	high[n] = fcntl(lease_fd, F_DUPFD_CLOEXEC, 64 + AG_LOCKS_MAX);
-	if (high[n++] < 0)
-		return ag_error_sys(AG_ERROR, "cannot duplicate the lease descriptor");
-	for (i = 0; i < nlocks; i++) {
-		high[n] = fcntl(lock_fds[i], F_DUPFD_CLOEXEC, 64 + AG_LOCKS_MAX);
-		if (high[n++] < 0) {
-			rc = ag_error_sys(AG_ERROR, "cannot duplicate a lock descriptor");
+	/* copies out of the way of fds 0..3+nfds, so the dup2s cannot clash */
+	for (n = 0; n < nfds; n++) {
+		high[n] = fcntl(fds[n], F_DUPFD_CLOEXEC, 64 + AG_LOCKS_MAX);
+		if (high[n] < 0) {
+			rc = ag_error_sys(AG_ERROR, "cannot duplicate a descriptor for %s", what);
 			goto close;
 		}
 	}
@@ -116,12 +109,98 @@ ag_spawn_supervisor(const char *dir, const char *run, const char *item, int atte
 	posix_spawnattr_destroy(&attr);
 	if (err) {
 		errno = err;
-		rc = ag_error_sys(AG_ERROR, "cannot start agora-exec for %s/%s", run, item);
+		rc = ag_error_sys(AG_ERROR, "cannot start agora-exec for %s", what);
 	}
 close:
 	for (i = 0; i < n; i++)
 		close(high[i]);
 	return rc;
+}
+
+int
+ag_spawn_supervisor(const char *dir, const char *run, const char *item, int attempt,
+    int lease_fd, const int *lock_fds, size_t nlocks)
+{
+	char att[32], nl[32], what[2 * AG_ID_MAX + 2];
+	char *argv[] = { "agora-exec", "-d", (char *)dir, "-l", nl, (char *)run, (char *)item,
+		att, NULL };
+	int fds[AG_LOCKS_MAX + 1];
+	size_t i;
+
+	if (nlocks > AG_LOCKS_MAX)
+		return ag_error_set(AG_EINVALID, "too many locks for %s/%s", run, item);
+	snprintf(att, sizeof(att), "%d", attempt);
+	snprintf(nl, sizeof(nl), "%zu", nlocks);
+	snprintf(what, sizeof(what), "%s/%s", run, item);
+	fds[0] = lease_fd;
+	for (i = 0; i < nlocks; i++)
+		fds[i + 1] = lock_fds[i];
+	return spawn_exec(argv, fds, nlocks + 1, what);
+}
+
+int
+ag_spawn_resident(int *out, const char *dir)
+{
+	char *argv[] = { "agora-exec", "-d", (char *)dir, "-r", NULL };
+	int sv[2];
+	int rc;
+
+	*out = -1;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return ag_error_sys(AG_ERROR, "cannot make a socket for the supervisor");
+	rc = spawn_exec(argv, &sv[1], 1, "the resident supervisor");
+	close(sv[1]);
+	if (rc < 0) {
+		close(sv[0]);
+		return rc;
+	}
+	*out = sv[0];
+	return 0;
+}
+
+int
+ag_spawn_send(int sock, const char *run, const char *item, int attempt, int lease_fd,
+    const int *lock_fds, size_t nlocks)
+{
+	char text[3 * AG_ID_MAX + 64];
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * AG_SCM_FDS_MAX)];
+		struct cmsghdr align;
+	} ctl;
+	struct iovec iov;
+	struct msghdr msg;
+	struct cmsghdr *c;
+	size_t n = nlocks + 1;
+	int len;
+
+	if (n > AG_SCM_FDS_MAX)
+		return ag_error_set(AG_ELOCKED, "too many locks to hand over for %s/%s", run, item);
+	len = snprintf(text, sizeof(text), "%s %s %d", run, item, attempt);
+	if (len < 0 || (size_t)len >= sizeof(text))
+		return ag_error_set(AG_EINVALID, "ids too long for %s/%s", run, item);
+	memset(&msg, 0, sizeof(msg));
+	memset(&ctl, 0, sizeof(ctl));
+	iov.iov_base = text;
+	iov.iov_len = (size_t)len;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = ctl.buf;
+	msg.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+	c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+	memcpy(CMSG_DATA(c), &lease_fd, sizeof(int));
+	if (nlocks)
+		memcpy(CMSG_DATA(c) + sizeof(int), lock_fds, sizeof(int) * nlocks);
+	while (sendmsg(sock, &msg, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return ag_error_set(AG_ELOCKED, "the resident supervisor is busy");
+		return ag_error_sys(AG_ERROR, "cannot reach the resident supervisor");
+	}
+	return 0;
 }
 
 void

@@ -77,3 +77,79 @@ start_serve() {
 	run ! grep -q s3cr3t-value "$BATS_TEST_TMPDIR/env"
 	run ! grep -rq s3cr3t-value "$D"
 }
+
+@test "serve hands every attempt to one resident supervisor" {
+	agora_init
+	T=$BATS_TEST_TMPDIR
+	plan p.json r "$(hold a),$(hold b)"
+	start_serve 60s
+	agora-submit p.json
+	attempt_pids r a 1
+	local sup_a=$sup
+	attempt_pids r b 1
+	assert_equal "$sup" "$sup_a"
+	assert_equal "$(tr '\0' ' ' < "/proc/$sup/cmdline")" "agora-exec -d $D -r "
+	touch "$T/a.release" "$T/b.release"
+	run -0 agora-watch -t 30 r
+	kill "$SERVE"; wait "$SERVE"
+	# the socket closed: the resident supervisor had nothing left and went
+	wait_for "! kill -0 $sup 2>/dev/null"
+}
+
+@test "a cancel stops one attempt of the resident supervisor; the others go on" {
+	agora_init
+	T=$BATS_TEST_TMPDIR
+	plan p.json r "$(hold a),$(hold b)"
+	start_serve 60s
+	agora-submit p.json
+	attempt_pids r a 1
+	attempt_pids r b 1
+	run -0 agora-ctl r CANCEL a
+	wait_for '[ "$(item_status r a)" = cancelled ]' 30
+	assert_equal "$(item_status r b)" running
+	kill -0 "$sup"
+	kill -0 "$worker"
+	touch "$T/b.release"
+	run -1 agora-watch -t 30 r
+	kill "$SERVE"; wait "$SERVE"
+	assert_equal "$(item_status r b)" done
+	run -0 grep '"event":"item.cancelled"' "$D/runs/r/status.jsonl"
+	assert_output --partial '"item":"a","status":"cancelled","attempt":1,"reason":"cancelled","signal":15'
+}
+
+@test "a timeout under the resident supervisor kills that worker's group only" {
+	agora_init
+	T=$BATS_TEST_TMPDIR
+	plan p.json r "$(item slow "sleep 1000 & wait" '[]' '[]' '"timeout": 1, "maxAttempts": 1'),$(hold b)"
+	start_serve 60s
+	agora-submit p.json
+	attempt_pids r slow 1
+	wait_for '[ "$(item_status r slow)" = failed ]' 30
+	assert_equal "$(item_status r b)" running
+	run -0 grep '"event":"item.failed"' "$D/runs/r/status.jsonl"
+	assert_output --partial '"item":"slow","status":"failed","attempt":1,"signal":15,"reason":"timeout after 1s"'
+	touch "$T/b.release"
+	run -1 agora-watch -t 30 r
+	kill "$SERVE"; wait "$SERVE"
+	assert_equal "$(item_status r b)" done
+}
+
+@test "kill -9 of serve leaves the resident supervisor running its attempts; a later tick reaps them" {
+	agora_init
+	T=$BATS_TEST_TMPDIR
+	plan p.json r "$(hold a)"
+	start_serve 60s
+	agora-submit p.json
+	attempt_pids r a 1
+	kill -9 "$SERVE"
+	wait "$SERVE" || true
+	kill -0 "$sup"
+	touch "$T/a.release"
+	wait_for "[ -e $D/runs/r/items/a/1/result.json ]"
+	# serve's end of the socket is closed: the supervisor finished and went
+	wait_for "! kill -0 $sup 2>/dev/null"
+	assert_equal "$(item_status r a)" running
+	run -0 agora-reconcile
+	assert_equal "$(item_status r a)" done
+	assert_equal "$(outcome r)" succeeded
+}
