@@ -313,8 +313,8 @@ attempt_stop(struct attempt *a, int64_t now)
 
 /*
  * Read the attempt's spec.json, prepare what the worker is given and start
- * it in a process group of its own. The worker waits until the pid file
- * is in place: an attempt without one never started its worker, and
+ * it in a process group of its own. The worker waits until the lease
+ * names it: an attempt whose lease names no worker never started one, and
  * reconcile requeues it uncounted. On return a->pid is set, or
  * a->res.reason says why there is no worker.
  */
@@ -412,7 +412,7 @@ attempt_start(struct sup *s, struct attempt *a, const char *run, const char *ite
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (getppid() != self)
 			_exit(127);
-		/* wait for the pid file; end of file means the supervisor is gone */
+		/* wait for the lease to name us; end of file means the supervisor is gone */
 		close(gopipe[1]);
 		if (read(gopipe[0], &go, 1) != 1)
 			_exit(127);
@@ -439,11 +439,11 @@ child_fail:
 	a->errfd = errpipe[0];
 	errpipe[0] = -1;
 	snprintf(pidtext, sizeof(pidtext), "%ld %ld\n", (long)self, (long)pid);
-	if (ag_path(path, sizeof(path), "%s/pid", a->adir) < 0 ||
-	    ag_write_replace(path, pidtext, strlen(pidtext), 0644) < 0 ||
+	/* one small write at offset 0 of an empty file: a reader sees all or none */
+	if (pwrite(a->lease_fd, pidtext, strlen(pidtext), 0) != (ssize_t)strlen(pidtext) ||
 	    write(gopipe[1], "!", 1) != 1) {
 		snprintf(res->reason, sizeof(res->reason), "cannot start the worker: %s",
-		    ag_error_msg());
+		    strerror(errno));
 		kill(pid, SIGKILL);
 	}
 	a->renew = ag_mono_ms() + a->ttl_ms / 3;
@@ -568,7 +568,7 @@ sup_receive(struct sup *s)
 	item = strchr(text, ' ');
 	att = item ? strchr(item + 1, ' ') : NULL;
 	if (!att || nfds < 1 || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
-		close_fds(fds, nfds);	/* the tick finds no pid file: not started */
+		close_fds(fds, nfds);	/* the tick finds the lease empty: not started */
 		return 1;
 	}
 	*item++ = '\0';

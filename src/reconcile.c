@@ -361,7 +361,10 @@ attempt_path(char *out, size_t size, const struct ag_run *r, size_t item, int at
 	    file ? "/" : "", file ? file : "");
 }
 
-/* The supervisor's pid and process group, from its pid file. */
+/*
+ * The supervisor's pid and the worker's process group, which the
+ * supervisor writes into the lease before the worker starts.
+ */
 static int
 read_pids(const struct ag_run *r, size_t item, int attempt, pid_t *pid, pid_t *pgid)
 {
@@ -370,10 +373,11 @@ read_pids(const struct ag_run *r, size_t item, int attempt, pid_t *pid, pid_t *p
 	long a = 0, g = 0;
 
 	*pid = *pgid = 0;
-	if (attempt_path(path, sizeof(path), r, item, attempt, "pid") < 0 ||
+	if (attempt_path(path, sizeof(path), r, item, attempt, "lease") < 0 ||
 	    ag_read_file(&b, path, 256) < 0)
 		return -1;
-	if (sscanf(b.ptr, "%ld %ld", &a, &g) < 1 || a <= 1) {
+	/* the line is whole once it has its newline */
+	if (!memchr(b.ptr, '\n', b.len) || sscanf(b.ptr, "%ld %ld", &a, &g) < 1 || a <= 1) {
 		ag_buf_release(&b);
 		return -1;
 	}
@@ -630,8 +634,6 @@ fire(struct tick *t, struct ag_run *r, size_t item)
 	/* leftovers of a fire that crashed before its item.running line */
 	if (attempt_path(path, sizeof(path), r, item, attempt, "result.json") == 0)
 		unlink(path);
-	if (attempt_path(path, sizeof(path), r, item, attempt, "pid") == 0)
-		unlink(path);
 
 	spec = make_spec(t, r, item, attempt);
 	text = json_dumps(spec, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
@@ -648,6 +650,12 @@ fire(struct tick *t, struct ag_run *r, size_t item)
 	if ((rc = attempt_path(path, sizeof(path), r, item, attempt, "lease")) < 0 ||
 	    (rc = ag_lock_open(&s.lease_fd, path, 1)) < 0)
 		return rc;
+	/* a fire that crashed before its item.running line started nobody */
+	if (ftruncate(s.lease_fd, 0) < 0) {
+		rc = ag_error_sys(AG_ERROR, "cannot truncate '%s'", path);
+		close_spawn(&s);
+		return rc;
+	}
 	s.lock_fds = calloc(it->nlocks + 1, sizeof(int));
 	if (!s.lock_fds) {
 		close_spawn(&s);

@@ -23,7 +23,7 @@ load lib/common
 	plan p.json r "$(item a "echo \$AGORA_ATTEMPT >> $T/tries; [ \$AGORA_ATTEMPT -gt 1 ] || sleep 1000")"
 	agora-submit p.json
 	agora-reconcile
-	wait_for "[ -s $T/tries ] && [ -s $D/runs/r/items/a/1/pid ]"
+	wait_for "[ -s $T/tries ] && [ -s $D/runs/r/items/a/1/lease ]"
 	attempt_pids r a 1
 	kill -STOP "$sup"	# alive and holding its flock, but no longer renewing
 	drive r 60

@@ -205,8 +205,8 @@ release_all() {
 	agora-submit p.json >/dev/null
 	tick
 	wait_for "[ -e $BATS_TEST_TMPDIR/a.started ] && [ -e $BATS_TEST_TMPDIR/b.started ]"
-	# the supervisors' pid files, so that the tick signals them at once
-	wait_for "[ -e $D/runs/r/items/a/1/pid ] && [ -e $D/runs/r/items/b/1/pid ]"
+	# the leases name the workers, so that the tick signals them at once
+	wait_for "[ -s $D/runs/r/items/a/1/lease ] && [ -s $D/runs/r/items/b/1/lease ]"
 	agora-ctl r CANCEL a
 	agora-ctl r DROP-TASK b
 	tick

@@ -58,7 +58,7 @@ start_serve() {
 	plan p.json r "$(item a "echo \$AGORA_ATTEMPT >> $T/tries; [ \$AGORA_ATTEMPT -gt 1 ] || sleep 1000")"
 	start_serve 200ms
 	agora-submit p.json
-	wait_for "[ -s $T/tries ] && [ -s $D/runs/r/items/a/1/pid ]"
+	wait_for "[ -s $T/tries ] && [ -s $D/runs/r/items/a/1/lease ]"
 	attempt_pids r a 1
 	kill -9 "$sup"
 	run -0 agora-watch -t 30 r

@@ -96,7 +96,7 @@ check_point() {
 	plan p.json r "$(item w "echo \$AGORA_ATTEMPT >> $T/tries; [ \$AGORA_ATTEMPT -gt 1 ] || sleep 1000")"
 	agora-submit p.json
 	agora-reconcile
-	wait_for "[ -s $T/tries ] && [ -s $D/runs/r/items/w/1/pid ]"
+	wait_for "[ -s $T/tries ] && [ -s $D/runs/r/items/w/1/lease ]"
 	attempt_pids r w 1
 	kill -9 "$sup"
 	drive r
@@ -114,7 +114,7 @@ check_point() {
 	plan p.json r "$(item holder "sleep 1000" '[]' '["the/lock"]')"
 	agora-submit p.json
 	agora-reconcile
-	wait_for "[ -s $D/runs/r/items/holder/1/pid ]"
+	wait_for "[ -s $D/runs/r/items/holder/1/lease ]"
 	run ! flock -n "$D/locks/the%2Flock" true
 	attempt_pids r holder 1
 	kill -9 "$sup"

@@ -96,7 +96,7 @@ item() {
 
 # attempt_pids RUN ITEM N: wait until the attempt's worker runs; set sup and worker.
 attempt_pids() {
-	local f="$D/runs/$1/items/$2/$3/pid"
+	local f="$D/runs/$1/items/$2/$3/lease"
 	wait_for "[ -s '$f' ] && ! grep -q ' 0\$' '$f'" || return 1
 	read -r sup worker < "$f"
 }
