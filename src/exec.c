@@ -126,7 +126,7 @@ static int
 build_env(struct envv *e, const json_t *spec, const char *dir, const char *adir,
     const char *run, const char *item, const char *attempt)
 {
-	static const char *const keep[] = { "HOME", "LANG", "TZ", NULL };
+	static const char *const keep[] = { "HOME", "LANG", "LC_ALL", "TZ", NULL };
 	char path[AG_PATH_MAX];
 	const char *path_env = getenv("PATH"), *k;
 	json_t *v;

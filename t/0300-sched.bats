@@ -173,9 +173,9 @@ probe() { # probe ID DIR [DEPS] [LOCKS] [EXTRA]
 	agora_init agora.passEnv "WANTED"
 	printf '{"id":"r","items":[{"id":"e","executor":"exec","inputs":{"sh":"env | sort > %s/env","env":{"FROM_PLAN":"yes"}},"depends_on":[],"resourceLocks":[]}]}' "$BATS_TEST_TMPDIR" > p.json
 	agora-submit p.json
-	WANTED=1 SECRET=hunter2 drive r
+	LC_ALL=C LC_TIME=C WANTED=1 SECRET=hunter2 drive r
 	run -0 cut -d= -f1 env
-	assert_output "$(printf '%s\n' AGORA_ATTEMPT AGORA_DIR AGORA_INPUT AGORA_ITEM AGORA_OUTPUTS_DIR AGORA_RUN FROM_PLAN HOME LANG PATH PWD TZ WANTED | sort)"
+	assert_output "$(printf '%s\n' AGORA_ATTEMPT AGORA_DIR AGORA_INPUT AGORA_ITEM AGORA_OUTPUTS_DIR AGORA_RUN FROM_PLAN HOME LANG LC_ALL PATH PWD TZ WANTED | sort)"
 	run ! grep -r hunter2 "$D"
 }
 
