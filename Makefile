@@ -2,7 +2,7 @@
 -include config.mk
 
 LIBSRC = buf clock conf control crash err exec fsio hash id init lock map plan reconcile \
-	sched spawn state submit cli
+	sched spawn state store submit cli
 PROGS = agora agora-init agora-validate agora-submit agora-reconcile agora-serve \
 	agora-watch agora-status agora-ctl
 LIBEXEC = agora-exec

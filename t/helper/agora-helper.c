@@ -4,12 +4,27 @@
  *   agora-helper sched-props N SEED   check the scheduler's invariants on
  *                                     N random states; prints "ok N" or the
  *                                     first broken invariant
+ *
+ * The object store (store.c), STORE being a state directory's objects.git:
+ *   agora-helper import STORE REPO REV          prints the base commit id
+ *   agora-helper checkout STORE TREEISH DIR
+ *   agora-helper tree STORE DIR                 prints the directory's tree id
+ *   agora-helper capture STORE DIR BASE RUN ITEM ATTEMPT [BASELINE]
+ *                                     prints "tree T", "patch P", "sha256 S",
+ *                                     "commit C" ("-" when nothing changed)
+ *   agora-helper apply STORE TREEISH PATCH      prints the new tree id
+ *   agora-helper worktree STORE BASE DIR [PATCH...]
+ *                                     prints the baseline tree id, or the index
+ *                                     of the patch that does not apply
+ *   agora-helper outputs STORE DIR              prints "BLOB SIZE PATH" lines
+ * Errors go to stderr as "agora-helper: MESSAGE", with agora's exit codes.
  */
 #include "agora.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static unsigned long long rng;
 
@@ -217,11 +232,84 @@ sched_props(int n, unsigned long long seed)
 	return 0;
 }
 
+static int
+fail(int rc)
+{
+	fprintf(stderr, "agora-helper: %s\n", ag_error_msg());
+	return ag_exit_code(rc);
+}
+
+static int
+store_cmd(int argc, char **argv)
+{
+	struct ag_store *st = NULL;
+	char id[AG_OID_HEX];
+	int rc;
+
+	if ((rc = ag_store_open(&st, argv[2])) < 0)
+		return fail(rc);
+	if (strcmp(argv[1], "import") == 0 && argc == 5) {
+		if ((rc = ag_store_import_base(id, st, argv[3], argv[4])) == 0)
+			printf("%s\n", id);
+	} else if (strcmp(argv[1], "checkout") == 0 && argc == 5) {
+		rc = ag_store_checkout(st, argv[3], argv[4]);
+	} else if (strcmp(argv[1], "tree") == 0 && argc == 4) {
+		if ((rc = ag_store_tree_from_dir(id, st, argv[3], NULL)) == 0)
+			printf("%s\n", id);
+	} else if (strcmp(argv[1], "capture") == 0 && (argc == 8 || argc == 9)) {
+		struct ag_capture c;
+		struct ag_capture_opts o = {
+			.base = argv[4], .run = argv[5], .item = argv[6],
+			.attempt = (int)strtol(argv[7], NULL, 10),
+			.baseline = argc == 9 ? argv[8] : NULL,
+			.time_ms = 1700000000000,
+		};
+		if ((rc = ag_store_capture(&c, st, argv[3], &o)) == 0)
+			printf("tree %s\npatch %s\nsha256 %s\ncommit %s\n", c.tree,
+			    c.patch[0] ? c.patch : "-", c.sha256[0] ? c.sha256 : "-",
+			    c.commit[0] ? c.commit : "-");
+	} else if (strcmp(argv[1], "apply") == 0 && argc == 5) {
+		if ((rc = ag_store_apply(id, st, argv[3], argv[4])) == 0)
+			printf("%s\n", id);
+	} else if (strcmp(argv[1], "worktree") == 0 && argc >= 5) {
+		size_t failed;
+		rc = ag_store_worktree(id, &failed, st, argv[3], (const char *const *)argv + 5,
+		    (size_t)argc - 5, argv[4]);
+		if (rc == 0)
+			printf("%s\n", id);
+		else if (rc == AG_ECONFLICT)
+			printf("conflict at %zu\n", failed);
+	} else if (strcmp(argv[1], "outputs") == 0 && argc == 4) {
+		struct ag_output *v;
+		size_t n, i;
+		if ((rc = ag_store_outputs(&v, &n, st, argv[3])) == 0) {
+			for (i = 0; i < n; i++)
+				printf("%s %llu %s\n", v[i].blob, (unsigned long long)v[i].size, v[i].path);
+			ag_outputs_free(v, n);
+		}
+	} else {
+		ag_store_free(st);
+		fprintf(stderr, "agora-helper: bad arguments for %s\n", argv[1]);
+		return 100;
+	}
+	ag_store_free(st);
+	return rc < 0 ? fail(rc) : 0;
+}
+
 int
 main(int argc, char **argv)
 {
+	static const char *const store_cmds[] = {
+		"import", "checkout", "tree", "capture", "apply", "worktree", "outputs", NULL
+	};
+	size_t i;
+
 	if (argc == 4 && strcmp(argv[1], "sched-props") == 0)
 		return sched_props((int)strtol(argv[2], NULL, 10), strtoull(argv[3], NULL, 10));
-	fprintf(stderr, "usage: agora-helper sched-props N SEED\n");
+	for (i = 0; argc >= 4 && store_cmds[i]; i++)
+		if (strcmp(argv[1], store_cmds[i]) == 0)
+			return store_cmd(argc, argv);
+	fprintf(stderr, "usage: agora-helper sched-props N SEED\n"
+	    "       agora-helper import|checkout|tree|capture|apply|worktree|outputs STORE ...\n");
 	return 100;
 }
