@@ -18,7 +18,7 @@ all: $(BINS)
 config.mk:
 	./configure
 
-build/%.o: src/%.c src/agora.h src/banned.h config.mk
+build/%.o: src/%.c src/agora.h src/internal.h src/banned.h config.mk
 	@mkdir -p build
 	@echo "CC $<"; $(CC) $(CFLAGS) -DLIBEXECDIR='"$(LIBEXECDIR)"' -c -o $@ $<
 

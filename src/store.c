@@ -23,15 +23,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <git2.h>
+#include "internal.h"
 
 #include "banned.h"
-
-struct ag_store {
-	git_repository *repo;
-	git_odb *odb;
-	char *path;
-};
 
 /* A relative path followed through a walk, for messages. */
 struct walk {
@@ -41,8 +35,8 @@ struct walk {
 	int depth;
 };
 
-static const char *
-gitmsg(void)
+const char *
+ag_git_msg(void)
 {
 	const git_error *e = git_error_last();
 
@@ -86,11 +80,11 @@ ag_store_open(struct ag_store **out, const char *path)
 		return ag_error_set(AG_ERROR, "out of memory");
 	}
 	if (git_repository_open_bare(&s->repo, path) < 0) {
-		rc = ag_error_set(AG_ERROR, "cannot open object store '%s': %s", path, gitmsg());
+		rc = ag_error_set(AG_ERROR, "cannot open object store '%s': %s", path, ag_git_msg());
 		goto out;
 	}
 	if (git_repository_odb(&s->odb, s->repo) < 0) {
-		rc = ag_error_set(AG_ERROR, "cannot open object store '%s': %s", path, gitmsg());
+		rc = ag_error_set(AG_ERROR, "cannot open object store '%s': %s", path, ag_git_msg());
 		goto out;
 	}
 	*out = s;
@@ -152,7 +146,7 @@ lookup_tree(git_tree **out, struct ag_store *s, const char *treeish)
 	if ((err = git_object_lookup(&obj, s->repo, &id, GIT_OBJECT_ANY)) < 0) {
 		rc = err == GIT_ENOTFOUND ?
 		    ag_error_set(AG_ENOTFOUND, "object '%s' is not in the store '%s'", treeish, s->path) :
-		    ag_error_set(AG_ERROR, "cannot read object '%s' in '%s': %s", treeish, s->path, gitmsg());
+		    ag_error_set(AG_ERROR, "cannot read object '%s' in '%s': %s", treeish, s->path, ag_git_msg());
 		goto out;
 	}
 	if (git_object_peel((git_object **)out, obj, GIT_OBJECT_TREE) < 0)
@@ -230,7 +224,7 @@ ag_store_import_base(char out[AG_OID_HEX], struct ag_store *s, const char *repo,
 	if (!realpath(repo, abs))
 		return ag_error_sys(AG_ENOTFOUND, "cannot open repository '%s'", repo);
 	if (git_repository_open_ext(&src, abs, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL) < 0) {
-		rc = ag_error_set(AG_ENOTFOUND, "cannot open repository '%s': %s", repo, gitmsg());
+		rc = ag_error_set(AG_ENOTFOUND, "cannot open repository '%s': %s", repo, ag_git_msg());
 		goto out;
 	}
 	if ((err = git_revparse_single(&obj, src, rev)) < 0) {
@@ -239,7 +233,7 @@ ag_store_import_base(char out[AG_OID_HEX], struct ag_store *s, const char *repo,
 			    ag_quote(rev, strlen(rev)), repo);
 		else
 			rc = ag_error_set(AG_ERROR, "cannot resolve base '%s' in repository '%s': %s",
-			    ag_quote(rev, strlen(rev)), repo, gitmsg());
+			    ag_quote(rev, strlen(rev)), repo, ag_git_msg());
 		goto out;
 	}
 	if (git_object_peel((git_object **)&commit, obj, GIT_OBJECT_COMMIT) < 0) {
@@ -267,7 +261,7 @@ ag_store_import_base(char out[AG_OID_HEX], struct ag_store *s, const char *repo,
 	if (git_remote_create_anonymous(&remote, s->repo, abs) < 0 ||
 	    git_remote_fetch(remote, &specs, &fo, NULL) < 0) {
 		rc = ag_error_set(AG_ERROR, "cannot fetch base '%s' (%s) of repository '%s' into '%s': %s",
-		    ag_quote(rev, strlen(rev)), hex, repo, s->path, gitmsg());
+		    ag_quote(rev, strlen(rev)), hex, repo, s->path, ag_git_msg());
 		goto out;
 	}
 	git_reference_free(ref);
@@ -376,7 +370,7 @@ checkout_tree(struct ag_store *s, const git_tree *tree, int dirfd, struct walk *
 		case GIT_FILEMODE_BLOB_EXECUTABLE:
 			if (git_blob_lookup(&blob, s->repo, git_tree_entry_id(e)) < 0) {
 				rc = ag_error_set(AG_ERROR, "cannot read the blob of '%s' in '%s': %s",
-				    walk_rel(w), s->path, gitmsg());
+				    walk_rel(w), s->path, ag_git_msg());
 				break;
 			}
 			rc = write_file(dirfd, name, git_blob_rawcontent(blob),
@@ -389,7 +383,7 @@ checkout_tree(struct ag_store *s, const git_tree *tree, int dirfd, struct walk *
 			char *t;
 			if (git_blob_lookup(&blob, s->repo, git_tree_entry_id(e)) < 0) {
 				rc = ag_error_set(AG_ERROR, "cannot read the blob of '%s' in '%s': %s",
-				    walk_rel(w), s->path, gitmsg());
+				    walk_rel(w), s->path, ag_git_msg());
 				break;
 			}
 			target = git_blob_rawcontent(blob);
@@ -412,7 +406,7 @@ checkout_tree(struct ag_store *s, const git_tree *tree, int dirfd, struct walk *
 		case GIT_FILEMODE_TREE:
 			if (git_tree_lookup(&sub, s->repo, git_tree_entry_id(e)) < 0) {
 				rc = ag_error_set(AG_ERROR, "cannot read the tree of '%s' in '%s': %s",
-				    walk_rel(w), s->path, gitmsg());
+				    walk_rel(w), s->path, ag_git_msg());
 				break;
 			}
 			if (mkdirat(dirfd, name, 0755) < 0 ||
@@ -503,7 +497,7 @@ blob_from_fd(git_oid *out, struct ag_store *s, int fd, uint64_t size, const stru
 
 	if (git_odb_open_wstream(&st, s->odb, size, GIT_OBJECT_BLOB) < 0)
 		return ag_error_set(AG_ERROR, "cannot store '%s/%s' in '%s': %s", w->root, walk_rel(w),
-		    s->path, gitmsg());
+		    s->path, ag_git_msg());
 	while (left > 0) {
 		n = read(fd, buf, left < sizeof(buf) ? (size_t)left : sizeof(buf));
 		if (n < 0 && errno == EINTR)
@@ -516,7 +510,7 @@ blob_from_fd(git_oid *out, struct ag_store *s, int fd, uint64_t size, const stru
 			break;
 		if (git_odb_stream_write(st, buf, (size_t)n) < 0) {
 			rc = ag_error_set(AG_ERROR, "cannot store '%s/%s' in '%s': %s", w->root,
-			    walk_rel(w), s->path, gitmsg());
+			    walk_rel(w), s->path, ag_git_msg());
 			goto out;
 		}
 		left -= (uint64_t)n;
@@ -528,7 +522,7 @@ blob_from_fd(git_oid *out, struct ag_store *s, int fd, uint64_t size, const stru
 	}
 	if (git_odb_stream_finalize_write(out, st) < 0)
 		rc = ag_error_set(AG_ERROR, "cannot store '%s/%s' in '%s': %s", w->root, walk_rel(w),
-		    s->path, gitmsg());
+		    s->path, ag_git_msg());
 out:
 	git_odb_stream_free(st);
 	return rc;
@@ -575,7 +569,7 @@ capture_entry(git_oid *id, git_filemode_t *mode, struct ag_store *s, int dirfd, 
 			    walk_rel(w));
 		if (git_blob_create_from_buffer(id, s->repo, target, (size_t)n) < 0)
 			return ag_error_set(AG_ERROR, "cannot store '%s/%s' in '%s': %s", w->root,
-			    walk_rel(w), s->path, gitmsg());
+			    walk_rel(w), s->path, ag_git_msg());
 		*mode = GIT_FILEMODE_LINK;
 	} else if (S_ISDIR(st.st_mode)) {
 		git_tree *sub = NULL;
@@ -587,7 +581,7 @@ capture_entry(git_oid *id, git_filemode_t *mode, struct ag_store *s, int dirfd, 
 		if (was && git_tree_entry_filemode(was) == GIT_FILEMODE_TREE &&
 		    git_tree_lookup(&sub, s->repo, git_tree_entry_id(was)) < 0) {
 			rc = ag_error_set(AG_ERROR, "cannot read the tree of '%s' in '%s': %s",
-			    walk_rel(w), s->path, gitmsg());
+			    walk_rel(w), s->path, ag_git_msg());
 			goto out;
 		}
 		rc = capture_dir(id, &empty, s, fd, sub, w);
@@ -635,7 +629,7 @@ capture_dir(git_oid *out, int *empty, struct ag_store *s, int dfd, const git_tre
 		goto out;
 	}
 	if (git_treebuilder_new(&bld, s->repo, NULL) < 0) {
-		rc = ag_error_set(AG_ERROR, "cannot build a tree in '%s': %s", s->path, gitmsg());
+		rc = ag_error_set(AG_ERROR, "cannot build a tree in '%s': %s", s->path, ag_git_msg());
 		goto out;
 	}
 	for (;;) {
@@ -658,7 +652,7 @@ capture_dir(git_oid *out, int *empty, struct ag_store *s, int dfd, const git_tre
 		    baseline ? git_tree_entry_byname(baseline, e->d_name) : NULL, w);
 		if (rc == 0 && mode && git_treebuilder_insert(NULL, bld, e->d_name, &id, mode) < 0)
 			rc = ag_error_set(AG_EINVALID, "cannot capture '%s/%s': %s", w->root,
-			    walk_rel(w), gitmsg());
+			    walk_rel(w), ag_git_msg());
 		walk_pop(w, saved);
 		if (rc < 0)
 			break;
@@ -667,7 +661,7 @@ capture_dir(git_oid *out, int *empty, struct ag_store *s, int dfd, const git_tre
 		*empty = 0;
 		if (git_treebuilder_write(out, bld) < 0)
 			rc = ag_error_set(AG_ERROR, "cannot write the tree of '%s/%s' in '%s': %s",
-			    w->root, walk_rel(w), s->path, gitmsg());
+			    w->root, walk_rel(w), s->path, ag_git_msg());
 	}
 	w->depth--;
 out:
@@ -698,7 +692,7 @@ ag_store_tree_from_dir(char out[AG_OID_HEX], struct ag_store *s, const char *dir
 	if (empty) {
 		/* a directory with nothing in it: the empty tree */
 		if (git_treebuilder_new(&bld, s->repo, NULL) < 0 || git_treebuilder_write(&id, bld) < 0) {
-			rc = ag_error_set(AG_ERROR, "cannot write a tree in '%s': %s", s->path, gitmsg());
+			rc = ag_error_set(AG_ERROR, "cannot write a tree in '%s': %s", s->path, ag_git_msg());
 			goto out;
 		}
 	}
@@ -727,13 +721,13 @@ render_patch(git_buf *out, int *changed, struct ag_store *s, git_tree *from, git
 	fopts.flags = GIT_DIFF_FIND_RENAMES;
 	if (git_diff_tree_to_tree(&diff, s->repo, from, to, &dopts) < 0 ||
 	    git_diff_find_similar(diff, &fopts) < 0) {
-		rc = ag_error_set(AG_ERROR, "cannot diff trees in '%s': %s", s->path, gitmsg());
+		rc = ag_error_set(AG_ERROR, "cannot diff trees in '%s': %s", s->path, ag_git_msg());
 		goto out;
 	}
 	if (git_diff_num_deltas(diff) == 0)
 		goto out;
 	if (git_diff_to_buf(out, diff, GIT_DIFF_FORMAT_PATCH) < 0) {
-		rc = ag_error_set(AG_ERROR, "cannot render a patch in '%s': %s", s->path, gitmsg());
+		rc = ag_error_set(AG_ERROR, "cannot render a patch in '%s': %s", s->path, ag_git_msg());
 		goto out;
 	}
 	*changed = 1;
@@ -770,7 +764,7 @@ ag_store_capture(struct ag_capture *out, struct ag_store *s, const char *dir,
 			goto out;
 	} else if (git_commit_tree(&from, base) < 0) {
 		rc = ag_error_set(AG_ERROR, "cannot read the tree of '%s' in '%s': %s", o->base,
-		    s->path, gitmsg());
+		    s->path, ag_git_msg());
 		goto out;
 	}
 	oid_hex(out->baseline, git_tree_id(from));
@@ -785,7 +779,7 @@ ag_store_capture(struct ag_capture *out, struct ag_store *s, const char *dir,
 	}
 	if (git_blob_create_from_buffer(&blob, s->repo, patch.ptr, patch.size) < 0) {
 		rc = ag_error_set(AG_ERROR, "cannot store the patch of '%s' in '%s': %s", dir,
-		    s->path, gitmsg());
+		    s->path, ag_git_msg());
 		goto out;
 	}
 	if ((rc = ag_sha256_hex(out->sha256, patch.ptr, patch.size)) < 0)
@@ -800,7 +794,7 @@ ag_store_capture(struct ag_capture *out, struct ag_store *s, const char *dir,
 	    (const git_commit **)&base) < 0 ||
 	    git_reference_create(&ref, s->repo, refname, &commit, 1, NULL) < 0) {
 		rc = ag_error_set(AG_ERROR, "cannot commit the result of '%s/%s' in '%s': %s", o->run,
-		    o->item, s->path, gitmsg());
+		    o->item, s->path, ag_git_msg());
 		goto out;
 	}
 	oid_hex(out->commit, &commit);
@@ -831,7 +825,7 @@ ag_store_read_blob(struct ag_buf *out, struct ag_store *s, const char *id, size_
 	if ((err = git_blob_lookup(&blob, s->repo, &oid)) < 0)
 		return err == GIT_ENOTFOUND ?
 		    ag_error_set(AG_ENOTFOUND, "blob '%s' is not in the store '%s'", id, s->path) :
-		    ag_error_set(AG_ERROR, "cannot read blob '%s' in '%s': %s", id, s->path, gitmsg());
+		    ag_error_set(AG_ERROR, "cannot read blob '%s' in '%s': %s", id, s->path, ag_git_msg());
 	if (git_blob_rawsize(blob) > max)
 		rc = ag_error_set(AG_EINVALID, "blob '%s' in '%s' is larger than %zu bytes", id,
 		    s->path, max);
@@ -943,7 +937,7 @@ ag_store_apply(char out[AG_OID_HEX], struct ag_store *s, const char *treeish, co
 		goto out;
 	if (git_diff_from_buffer(&diff, text.ptr ? text.ptr : "", text.len) < 0) {
 		rc = ag_error_set(AG_EINVALID, "patch '%s' in '%s' cannot be parsed: %s", patch,
-		    s->path, gitmsg());
+		    s->path, ag_git_msg());
 		goto out;
 	}
 	if ((rc = check_preimage(s, tree, diff, patch)) < 0)
@@ -954,11 +948,11 @@ ag_store_apply(char out[AG_OID_HEX], struct ag_store *s, const char *treeish, co
 	if ((err = git_apply_to_tree(&index, s->repo, tree, diff, &ao)) < 0) {
 		rc = ag_error_set(apply_conflict(err) ? AG_ECONFLICT : AG_ERROR,
 		    "patch '%s' does not apply%s%s%s: %s", patch, at ? " to '" : "",
-		    at ? ag_quote(at, strlen(at)) : "", at ? "'" : "", gitmsg());
+		    at ? ag_quote(at, strlen(at)) : "", at ? "'" : "", ag_git_msg());
 		goto out;
 	}
 	if (git_index_write_tree_to(&id, index, s->repo) < 0) {
-		rc = ag_error_set(AG_ERROR, "cannot write a tree in '%s': %s", s->path, gitmsg());
+		rc = ag_error_set(AG_ERROR, "cannot write a tree in '%s': %s", s->path, ag_git_msg());
 		goto out;
 	}
 	oid_hex(out, &id);
