@@ -552,6 +552,57 @@ struct ag_output {
 int ag_store_outputs(struct ag_output **out, size_t *nout, struct ag_store *s, const char *dir);
 void ag_outputs_free(struct ag_output *v, size_t n);
 
+/* ---- artifact.c: what items produced, as item.done records it ---- */
+
+/*
+ * The artifact fields of an item.done line, added to ev: "base" (the base
+ * commit), "resultRef" ("git:<patch blob>") and "patchSha256" when the
+ * item changed something, and "outputs" ([{"path", "ref": "git:<blob>",
+ * "size"}]) when it wrote any. c may be NULL.
+ */
+int ag_artifact_fields(json_t *ev, const struct ag_capture *c, const struct ag_output *o,
+    size_t n);
+
+struct ag_artifacts {
+	struct ag_run *run;
+	json_t **done;		/* by item index: its latest item.done line, or NULL */
+};
+
+/* Load a run and the latest item.done line of each of its items. */
+int ag_artifacts_load(struct ag_artifacts *out, const struct ag_conf *c, const char *run);
+void ag_artifacts_release(struct ag_artifacts *a);
+
+enum ag_show_what {
+	AG_SHOW_PATCH,		/* the patch of the latest done attempt (nothing if none) */
+	AG_SHOW_LOG,		/* the latest attempt's stdout to outfd, its stderr to errfd */
+	AG_SHOW_RESULT,		/* the latest attempt's result.json */
+	AG_SHOW_OUTPUTS		/* "BLOB SIZE PATH" lines of the latest done attempt */
+};
+
+/* Write what an item produced to outfd (and errfd). */
+int ag_show(const struct ag_conf *c, const char *run, const char *item, enum ag_show_what what,
+    int outfd, int errfd);
+
+struct ag_apply_opts {
+	const char *repo;	/* the target repository */
+	const char *branch;	/* the new branch; NULL: agora/<run> */
+};
+
+struct ag_applied {
+	char item[AG_ID_MAX + 1];
+	char commit[AG_OID_HEX];
+};
+
+/*
+ * Apply the patch of every done item of a run, dependencies first, to the
+ * base commit of the first, one commit per item, and create the new branch
+ * there. All is computed in objects.git first: when a patch does not apply
+ * (AG_ECONFLICT, the message names the item) the target is left as it was.
+ * Its working tree and index are never touched.
+ */
+int ag_apply_run(struct ag_applied **out, size_t *nout, const struct ag_conf *c, const char *run,
+    const struct ag_apply_opts *o);
+
 /* ---- init.c ---- */
 
 int ag_init(const char *dir);

@@ -17,6 +17,14 @@
  *                                     prints the baseline tree id, or the index
  *                                     of the patch that does not apply
  *   agora-helper outputs STORE DIR              prints "BLOB SIZE PATH" lines
+ *
+ * A fixture for agora-show and agora-apply, standing in for an executor
+ * that makes artifacts: under tick.lock, capture WORKTREE for the item
+ * (against BASE with the PATCHes applied: a needs baseline) and its
+ * OUTPUTS directory ("-": none), then log item.running and an item.done
+ * line with the artifact fields, as an attempt that exited 0:
+ *   agora-helper done DIR RUN ITEM ATTEMPT BASE WORKTREE OUTPUTS [PATCH...]
+ *                                     prints the patch blob id, or "-"
  * Errors go to stderr as "agora-helper: MESSAGE", with agora's exit codes.
  */
 #include "agora.h"
@@ -296,6 +304,67 @@ store_cmd(int argc, char **argv)
 	return rc < 0 ? fail(rc) : 0;
 }
 
+static int
+done_cmd(int argc, char **argv)
+{
+	const char *dir = argv[2], *run = argv[3], *item = argv[4], *base = argv[6];
+	int attempt = (int)strtol(argv[5], NULL, 10);
+	char path[AG_PATH_MAX], baseline[AG_OID_HEX];
+	struct ag_conf conf;
+	struct ag_run *r = NULL;
+	struct ag_store *st = NULL;
+	struct ag_output *outs = NULL;
+	struct ag_capture cap;
+	struct ag_capture_opts o = { .base = base, .run = run, .item = item, .attempt = attempt };
+	size_t nouts = 0;
+	json_t *ev;
+	int lock = -1, rc, i;
+
+	if ((rc = ag_conf_load(&conf, dir)) < 0)
+		return fail(rc);
+	if ((rc = ag_path(path, sizeof(path), "%s/tick.lock", dir)) < 0 ||
+	    (rc = ag_lock_open(&lock, path, 0)) < 0 ||
+	    (rc = ag_path(path, sizeof(path), "%s/objects.git", dir)) < 0 ||
+	    (rc = ag_store_open(&st, path)) < 0 ||
+	    (rc = ag_run_load(&r, &conf, run, 1)) < 0)
+		goto out;
+	memcpy(baseline, base, AG_OID_HEX);
+	for (i = 9; i < argc; i++)
+		if ((rc = ag_store_apply(baseline, st, baseline, argv[i])) < 0)
+			goto out;
+	o.baseline = baseline;
+	o.time_ms = ag_now_ms();
+	if ((rc = ag_store_capture(&cap, st, argv[7], &o)) < 0 ||
+	    (strcmp(argv[8], "-") != 0 && (rc = ag_store_outputs(&outs, &nouts, st, argv[8])) < 0))
+		goto out;
+	ev = ag_event_new(r, "item.running");
+	json_object_set_new(ev, "item", json_string(item));
+	json_object_set_new(ev, "status", json_string("running"));
+	json_object_set_new(ev, "attempt", json_integer(attempt));
+	if ((rc = ag_run_emit(r, ev)) < 0)
+		goto out;
+	ev = ag_event_new(r, "item.done");
+	json_object_set_new(ev, "item", json_string(item));
+	json_object_set_new(ev, "status", json_string("done"));
+	json_object_set_new(ev, "attempt", json_integer(attempt));
+	json_object_set_new(ev, "exit", json_integer(0));
+	if ((rc = ag_artifact_fields(ev, &cap, outs, nouts)) < 0) {
+		json_decref(ev);
+		goto out;
+	}
+	if ((rc = ag_run_emit(r, ev)) < 0 || (rc = ag_run_sync(r)) < 0)
+		goto out;
+	printf("%s\n", cap.patch[0] ? cap.patch : "-");
+out:
+	ag_outputs_free(outs, nouts);
+	ag_run_free(r);
+	ag_store_free(st);
+	if (lock >= 0)
+		close(lock);
+	ag_conf_release(&conf);
+	return rc < 0 ? fail(rc) : 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -306,10 +375,13 @@ main(int argc, char **argv)
 
 	if (argc == 4 && strcmp(argv[1], "sched-props") == 0)
 		return sched_props((int)strtol(argv[2], NULL, 10), strtoull(argv[3], NULL, 10));
+	if (argc >= 9 && strcmp(argv[1], "done") == 0)
+		return done_cmd(argc, argv);
 	for (i = 0; argc >= 4 && store_cmds[i]; i++)
 		if (strcmp(argv[1], store_cmds[i]) == 0)
 			return store_cmd(argc, argv);
 	fprintf(stderr, "usage: agora-helper sched-props N SEED\n"
-	    "       agora-helper import|checkout|tree|capture|apply|worktree|outputs STORE ...\n");
+	    "       agora-helper import|checkout|tree|capture|apply|worktree|outputs STORE ...\n"
+	    "       agora-helper done DIR RUN ITEM ATTEMPT BASE WORKTREE OUTPUTS [PATCH...]\n");
 	return 100;
 }
