@@ -276,6 +276,27 @@ sys.stdout.buffer.write(mode + b" " + name + b"\0" + oid)' "$1" "$2" "$3" |
 	assert_output "$tree"
 }
 
+@test "no global git configuration changes a capture: core.attributesFile with -diff" {
+	srcrepo src
+	import src main
+	agora-helper checkout "$S" "$base" wt
+	echo changed > wt/a.txt
+	mkdir home
+	printf '[core]\n\tattributesFile = %s/home/attrs\n\tabbrev = 7\n[diff]\n\tnoprefix = true\n' \
+		"$BATS_TEST_TMPDIR" > home/.gitconfig
+	printf '* -diff\n' > home/attrs
+	# git itself, with that configuration, calls the change binary
+	run -1 env -u GIT_CONFIG_GLOBAL HOME="$BATS_TEST_TMPDIR/home" git -C wt diff --no-index ../src/a.txt a.txt
+	assert_output --partial 'Binary files'
+	run -0 --separate-stderr env -u GIT_CONFIG_GLOBAL HOME="$BATS_TEST_TMPDIR/home" XDG_CONFIG_HOME="$BATS_TEST_TMPDIR/home" \
+		agora-helper capture "$S" wt "$base" r i 1
+	patch=$(sed -n 's/^patch //p' <<< "$output")
+	run -0 git --git-dir="$S" cat-file blob "$patch"
+	assert_output --partial $'--- a/a.txt\n+++ b/a.txt'
+	assert_output --partial '+changed'
+	refute_output --partial 'Binary files'
+}
+
 @test "the patch hash is the sha256 of the patch blob's bytes" {
 	srcrepo src
 	import src main
