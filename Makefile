@@ -1,10 +1,10 @@
 # agora: make, make check, make demo, make install, make clean
 -include config.mk
 
-LIBSRC = buf clock conf control crash err exec fsio hash id init lock map plan reconcile \
-	sched spawn state submit cli
+LIBSRC = artifact buf clock conf control crash err exec fsio hash id init lock map plan reconcile \
+	sched spawn state store submit cli
 PROGS = agora agora-init agora-validate agora-submit agora-reconcile agora-serve \
-	agora-watch agora-status agora-ctl
+	agora-watch agora-status agora-ctl agora-show agora-apply
 LIBEXEC = agora-exec
 MAN1 = $(PROGS:%=doc/%.1)
 MAN5 = doc/agora-plan.5 doc/agora-state.5
@@ -18,7 +18,7 @@ all: $(BINS)
 config.mk:
 	./configure
 
-build/%.o: src/%.c src/agora.h src/banned.h config.mk
+build/%.o: src/%.c src/agora.h src/internal.h src/banned.h config.mk
 	@mkdir -p build
 	@echo "CC $<"; $(CC) $(CFLAGS) -DLIBEXECDIR='"$(LIBEXECDIR)"' -c -o $@ $<
 

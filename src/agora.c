@@ -19,7 +19,7 @@ main(int argc, char **argv)
 	if (argc < 2)
 		ag_usage(usage);
 	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
-		printf("usage: %s\ncommands: init validate submit reconcile serve watch status ctl\n", usage);
+		printf("usage: %s\ncommands: init validate submit reconcile serve watch status ctl show apply\n", usage);
 		return 0;
 	}
 	if (strcmp(argv[1], "--version") == 0) {

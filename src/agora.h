@@ -24,6 +24,7 @@
 #define AG_EEXISTS	-3	/* permanent: already there (exit 100) */
 #define AG_ELOCKED	-4	/* temporary: lock busy (exit 111) */
 #define AG_EINVALID	-5	/* permanent: bad usage or input (exit 100) */
+#define AG_ECONFLICT	-6	/* the answer is no: a patch does not apply (exit 1) */
 
 /* limits */
 #define AG_PATH_MAX		4096
@@ -47,6 +48,11 @@
 #define AG_LINE_MAX		(1 << 20)
 #define AG_FOLLOW_CHUNK		(4u << 20)	/* > AG_LINE_MAX: a chunk holds a line */
 #define AG_CONTROL_LINE_MAX	4096
+#define AG_OID_HEX		41	/* a 40-digit git object id and its NUL */
+#define AG_TREE_DEPTH_MAX	256	/* directory nesting in checkouts, captures, outputs */
+#define AG_PATCH_MAX		((size_t)256 << 20)	/* one captured patch */
+#define AG_OUTPUTS_MAX		1000	/* files under an attempt's outputs/ */
+#define AG_OUTPUTS_BYTES_MAX	((uint64_t)1 << 30)	/* their total size */
 
 /* ---- err.c: the last error message ---- */
 
@@ -58,7 +64,7 @@ int ag_error_sys(int code, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 const char *ag_error_msg(void);
 void ag_error_clear(void);
-/* Map an AG_E* code to the exit codes of DESIGN.md: 0, 100 or 111. */
+/* Map an AG_E* code to the exit codes of DESIGN.md: 0, 1, 100 or 111. */
 int ag_exit_code(int code);
 
 /* ---- buf.c: bounded growable buffers ---- */
@@ -470,6 +476,159 @@ int ag_submit(char **out, struct ag_buf *errs, const char *dir, const struct ag_
 
 /* "human:<login name>", the actor when none is given. */
 int ag_default_actor(char *out, size_t size);
+
+/* ---- store.c: the git object store, objects.git ---- */
+
+struct ag_store;
+
+/*
+ * libgit2, set up once per process: fsync of the gitdir on, and no system,
+ * global or XDG git configuration read, so ~/.gitconfig changes nothing.
+ */
+void ag_git_setup(void);
+/* Open the bare repository at path (DIR/objects.git). */
+int ag_store_open(struct ag_store **out, const char *path);
+void ag_store_free(struct ag_store *s);
+const char *ag_store_path(const struct ag_store *s);
+/* "refs/agora/runs/<run>/<item>", with the bytes git refuses in ref names as %XX. */
+int ag_store_run_ref(char *out, size_t size, const char *run, const char *item);
+/*
+ * Resolve rev (a branch, tag, commit id) in the repository at repo and
+ * fetch that commit with its history into the store, as
+ * refs/agora/bases/<id>: from then on nothing depends on repo. Nothing of
+ * repo's is run: libgit2's local transport reads its objects in-process.
+ * out is the commit id. AG_ENOTFOUND for a missing repository or base.
+ */
+int ag_store_import_base(char out[AG_OID_HEX], struct ag_store *s, const char *repo,
+    const char *rev);
+/*
+ * Write the files of a commit or tree into dir (created if missing; it must
+ * be empty), byte for byte: no filter, attribute, end-of-line rule or
+ * configuration applies. Files get mode 0644 or 0755, symbolic links are
+ * made with symlink(2), a submodule is an empty directory. Entries named
+ * "", ".", "..", ".git" (in any case) or holding '/' are refused.
+ */
+int ag_store_checkout(struct ag_store *s, const char *treeish, const char *dir);
+/*
+ * The tree of a directory, read with lstat: regular files (0755 when the
+ * owner may execute them, else 0644), symbolic links (their target), and
+ * subdirectories with something in them. Entries named .git are left out.
+ * An empty directory where baseline (a tree or commit, or NULL) has a
+ * submodule keeps the submodule.
+ */
+int ag_store_tree_from_dir(char out[AG_OID_HEX], struct ag_store *s, const char *dir,
+    const char *baseline);
+
+struct ag_capture_opts {
+	const char *base;	/* the base commit: the result commit's parent */
+	const char *baseline;	/* the tree the patch is taken from; NULL: base's tree */
+	const char *run;
+	const char *item;
+	int attempt;
+	int64_t time_ms;	/* of the result commit */
+};
+
+struct ag_capture {
+	char base[AG_OID_HEX];
+	char baseline[AG_OID_HEX];	/* the tree the patch applies to */
+	char tree[AG_OID_HEX];		/* the directory's tree */
+	char patch[AG_OID_HEX];		/* the patch blob; "" when nothing changed */
+	char sha256[65];		/* of the patch's bytes; "" when nothing changed */
+	size_t patch_len;
+	char commit[AG_OID_HEX];	/* the result commit; "" when nothing changed */
+};
+
+/*
+ * What changed in dir since the baseline: its tree, the patch from the
+ * baseline to it (git diff --binary with renames, byte-exact) stored as a
+ * blob, and a commit of the tree (parent base, author and committer
+ * "agora <agora@localhost>" at time_ms, message "<run>/<item> attempt N")
+ * set as refs/agora/runs/<run>/<item>. When nothing changed there is no
+ * patch, no commit and no ref update.
+ */
+int ag_store_capture(struct ag_capture *out, struct ag_store *s, const char *dir,
+    const struct ag_capture_opts *o);
+/* A blob's bytes (at most max of them). */
+int ag_store_read_blob(struct ag_buf *out, struct ag_store *s, const char *id, size_t max);
+/*
+ * Apply a patch blob to a tree (or a commit's tree); out is the new tree.
+ * AG_ECONFLICT when the patch does not apply.
+ */
+int ag_store_apply(char out[AG_OID_HEX], struct ag_store *s, const char *treeish,
+    const char *patch);
+/*
+ * A worktree for a needs handoff: base (a commit or tree) with the patches
+ * applied in order, checked out into dir; out is that baseline tree. When
+ * a patch does not apply (AG_ECONFLICT), *failed is its index.
+ */
+int ag_store_worktree(char out[AG_OID_HEX], size_t *failed, struct ag_store *s,
+    const char *base, const char *const *patches, size_t npatches, const char *dir);
+
+struct ag_output {
+	char *path;		/* relative to the outputs directory */
+	char blob[AG_OID_HEX];
+	uint64_t size;
+};
+
+/*
+ * The regular files under dir (in subdirectories too) as blobs, sorted by
+ * path; a missing dir has none. Symbolic links, other file types, names
+ * that are not printable UTF-8, more than AG_OUTPUTS_MAX files or
+ * AG_OUTPUTS_BYTES_MAX bytes are refused (AG_EINVALID).
+ */
+int ag_store_outputs(struct ag_output **out, size_t *nout, struct ag_store *s, const char *dir);
+void ag_outputs_free(struct ag_output *v, size_t n);
+
+/* ---- artifact.c: what items produced, as item.done records it ---- */
+
+/*
+ * The artifact fields of an item.done line, added to ev: "base" (the base
+ * commit), "resultRef" ("git:<patch blob>") and "patchSha256" when the
+ * item changed something, and "outputs" ([{"path", "ref": "git:<blob>",
+ * "size"}]) when it wrote any. c may be NULL.
+ */
+int ag_artifact_fields(json_t *ev, const struct ag_capture *c, const struct ag_output *o,
+    size_t n);
+
+struct ag_artifacts {
+	struct ag_run *run;
+	json_t **done;		/* by item index: its latest item.done line, or NULL */
+};
+
+/* Load a run and the latest item.done line of each of its items. */
+int ag_artifacts_load(struct ag_artifacts *out, const struct ag_conf *c, const char *run);
+void ag_artifacts_release(struct ag_artifacts *a);
+
+enum ag_show_what {
+	AG_SHOW_PATCH,		/* the patch of the latest done attempt (nothing if none) */
+	AG_SHOW_LOG,		/* the latest attempt's stdout to outfd, its stderr to errfd */
+	AG_SHOW_RESULT,		/* the latest attempt's result.json */
+	AG_SHOW_OUTPUTS		/* "BLOB SIZE PATH" lines of the latest done attempt */
+};
+
+/* Write what an item produced to outfd (and errfd). */
+int ag_show(const struct ag_conf *c, const char *run, const char *item, enum ag_show_what what,
+    int outfd, int errfd);
+
+struct ag_apply_opts {
+	const char *repo;	/* the target repository */
+	const char *branch;	/* the new branch; NULL: agora/<run> */
+};
+
+struct ag_applied {
+	char item[AG_ID_MAX + 1];
+	char commit[AG_OID_HEX];
+};
+
+/*
+ * Apply the patch of every done item of a run, dependencies first, to the
+ * base commit of the first, one commit per item, and create the new branch
+ * there. All is computed in objects.git first: when a patch does not apply
+ * (AG_ECONFLICT, the message names the item) the target is left as it was.
+ * Its working tree and index are never touched.
+ */
+int ag_apply_run(struct ag_applied **out, size_t *nout, const struct ag_conf *c, const char *run,
+    const struct ag_apply_opts *o);
 
 /* ---- init.c ---- */
 

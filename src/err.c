@@ -60,6 +60,8 @@ ag_exit_code(int code)
 	switch (code) {
 	case 0:
 		return 0;
+	case AG_ECONFLICT:
+		return 1;
 	case AG_EINVALID:
 	case AG_ENOTFOUND:
 	case AG_EEXISTS:

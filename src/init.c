@@ -123,8 +123,7 @@ make_store(const char *dir)
 
 	if ((rc = ag_path(path, sizeof(path), "%s/objects.git", dir)) < 0)
 		return rc;
-	git_libgit2_init();
-	git_libgit2_opts(GIT_OPT_ENABLE_FSYNC_GITDIR, 1);
+	ag_git_setup();	/* with fsync of the gitdir */
 	git_repository_init_options_init(&o, GIT_REPOSITORY_INIT_OPTIONS_VERSION);
 	o.flags = GIT_REPOSITORY_INIT_BARE | GIT_REPOSITORY_INIT_MKPATH | GIT_REPOSITORY_INIT_NO_REINIT;
 	if (git_repository_init_ext(&repo, path, &o) < 0) {

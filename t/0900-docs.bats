@@ -17,8 +17,8 @@
 load lib/common
 
 DOC=$AGORA_ROOT/doc
-PROGRAMS="agora agora-init agora-validate agora-submit agora-reconcile agora-serve agora-watch agora-status agora-ctl"
-PAGES="agora.1 agora-init.1 agora-validate.1 agora-submit.1 agora-reconcile.1 agora-serve.1 agora-watch.1 agora-status.1 agora-ctl.1 agora-plan.5 agora-state.5 agora.7"
+PROGRAMS="agora agora-init agora-validate agora-submit agora-reconcile agora-serve agora-watch agora-status agora-ctl agora-show agora-apply"
+PAGES="agora.1 agora-init.1 agora-validate.1 agora-submit.1 agora-reconcile.1 agora-serve.1 agora-watch.1 agora-status.1 agora-ctl.1 agora-show.1 agora-apply.1 agora-plan.5 agora-state.5 agora.7"
 
 setup() {
 	common_setup
@@ -237,6 +237,14 @@ run_examples() {
 	check_synopsis agora-ctl.1 agora-ctl
 }
 
+@test "agora-show.1 SYNOPSIS reads like agora-show -h" {
+	check_synopsis agora-show.1 agora-show
+}
+
+@test "agora-apply.1 SYNOPSIS reads like agora-apply -h" {
+	check_synopsis agora-apply.1 agora-apply
+}
+
 @test "agora.7 SYNOPSIS holds the usage of every program, agora-exec too" {
 	local p line synopsis
 	synopsis=$(render agora.7 | section SYNOPSIS | tr -s ' ')
@@ -335,6 +343,14 @@ run_examples() {
 
 @test "the EXAMPLES of agora-ctl.1 run as shown" {
 	run_examples agora-ctl.1
+}
+
+@test "the EXAMPLES of agora-show.1 run as shown" {
+	run_examples agora-show.1
+}
+
+@test "the EXAMPLES of agora-apply.1 run as shown" {
+	run_examples agora-apply.1
 }
 
 @test "the EXAMPLES of agora-plan.5 run as shown" {

@@ -4,12 +4,35 @@
  *   agora-helper sched-props N SEED   check the scheduler's invariants on
  *                                     N random states; prints "ok N" or the
  *                                     first broken invariant
+ *
+ * The object store (store.c), STORE being a state directory's objects.git:
+ *   agora-helper import STORE REPO REV          prints the base commit id
+ *   agora-helper checkout STORE TREEISH DIR
+ *   agora-helper tree STORE DIR                 prints the directory's tree id
+ *   agora-helper capture STORE DIR BASE RUN ITEM ATTEMPT [BASELINE]
+ *                                     prints "tree T", "patch P", "sha256 S",
+ *                                     "commit C" ("-" when nothing changed)
+ *   agora-helper apply STORE TREEISH PATCH      prints the new tree id
+ *   agora-helper worktree STORE BASE DIR [PATCH...]
+ *                                     prints the baseline tree id, or the index
+ *                                     of the patch that does not apply
+ *   agora-helper outputs STORE DIR              prints "BLOB SIZE PATH" lines
+ *
+ * A fixture for agora-show and agora-apply, standing in for an executor
+ * that makes artifacts: under tick.lock, capture WORKTREE for the item
+ * (against BASE with the PATCHes applied: a needs baseline) and its
+ * OUTPUTS directory ("-": none), then log item.running and an item.done
+ * line with the artifact fields, as an attempt that exited 0:
+ *   agora-helper done DIR RUN ITEM ATTEMPT BASE WORKTREE OUTPUTS [PATCH...]
+ *                                     prints the patch blob id, or "-"
+ * Errors go to stderr as "agora-helper: MESSAGE", with agora's exit codes.
  */
 #include "agora.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static unsigned long long rng;
 
@@ -217,11 +240,148 @@ sched_props(int n, unsigned long long seed)
 	return 0;
 }
 
+static int
+fail(int rc)
+{
+	fprintf(stderr, "agora-helper: %s\n", ag_error_msg());
+	return ag_exit_code(rc);
+}
+
+static int
+store_cmd(int argc, char **argv)
+{
+	struct ag_store *st = NULL;
+	char id[AG_OID_HEX];
+	int rc;
+
+	if ((rc = ag_store_open(&st, argv[2])) < 0)
+		return fail(rc);
+	if (strcmp(argv[1], "import") == 0 && argc == 5) {
+		if ((rc = ag_store_import_base(id, st, argv[3], argv[4])) == 0)
+			printf("%s\n", id);
+	} else if (strcmp(argv[1], "checkout") == 0 && argc == 5) {
+		rc = ag_store_checkout(st, argv[3], argv[4]);
+	} else if (strcmp(argv[1], "tree") == 0 && argc == 4) {
+		if ((rc = ag_store_tree_from_dir(id, st, argv[3], NULL)) == 0)
+			printf("%s\n", id);
+	} else if (strcmp(argv[1], "capture") == 0 && (argc == 8 || argc == 9)) {
+		struct ag_capture c;
+		struct ag_capture_opts o = {
+			.base = argv[4], .run = argv[5], .item = argv[6],
+			.attempt = (int)strtol(argv[7], NULL, 10),
+			.baseline = argc == 9 ? argv[8] : NULL,
+			.time_ms = 1700000000000,
+		};
+		if ((rc = ag_store_capture(&c, st, argv[3], &o)) == 0)
+			printf("tree %s\npatch %s\nsha256 %s\ncommit %s\n", c.tree,
+			    c.patch[0] ? c.patch : "-", c.sha256[0] ? c.sha256 : "-",
+			    c.commit[0] ? c.commit : "-");
+	} else if (strcmp(argv[1], "apply") == 0 && argc == 5) {
+		if ((rc = ag_store_apply(id, st, argv[3], argv[4])) == 0)
+			printf("%s\n", id);
+	} else if (strcmp(argv[1], "worktree") == 0 && argc >= 5) {
+		size_t failed;
+		rc = ag_store_worktree(id, &failed, st, argv[3], (const char *const *)argv + 5,
+		    (size_t)argc - 5, argv[4]);
+		if (rc == 0)
+			printf("%s\n", id);
+		else if (rc == AG_ECONFLICT)
+			printf("conflict at %zu\n", failed);
+	} else if (strcmp(argv[1], "outputs") == 0 && argc == 4) {
+		struct ag_output *v;
+		size_t n, i;
+		if ((rc = ag_store_outputs(&v, &n, st, argv[3])) == 0) {
+			for (i = 0; i < n; i++)
+				printf("%s %llu %s\n", v[i].blob, (unsigned long long)v[i].size, v[i].path);
+			ag_outputs_free(v, n);
+		}
+	} else {
+		ag_store_free(st);
+		fprintf(stderr, "agora-helper: bad arguments for %s\n", argv[1]);
+		return 100;
+	}
+	ag_store_free(st);
+	return rc < 0 ? fail(rc) : 0;
+}
+
+static int
+done_cmd(int argc, char **argv)
+{
+	const char *dir = argv[2], *run = argv[3], *item = argv[4], *base = argv[6];
+	int attempt = (int)strtol(argv[5], NULL, 10);
+	char path[AG_PATH_MAX], baseline[AG_OID_HEX];
+	struct ag_conf conf;
+	struct ag_run *r = NULL;
+	struct ag_store *st = NULL;
+	struct ag_output *outs = NULL;
+	struct ag_capture cap;
+	struct ag_capture_opts o = { .base = base, .run = run, .item = item, .attempt = attempt };
+	size_t nouts = 0;
+	json_t *ev;
+	int lock = -1, rc, i;
+
+	if ((rc = ag_conf_load(&conf, dir)) < 0)
+		return fail(rc);
+	if ((rc = ag_path(path, sizeof(path), "%s/tick.lock", dir)) < 0 ||
+	    (rc = ag_lock_open(&lock, path, 0)) < 0 ||
+	    (rc = ag_path(path, sizeof(path), "%s/objects.git", dir)) < 0 ||
+	    (rc = ag_store_open(&st, path)) < 0 ||
+	    (rc = ag_run_load(&r, &conf, run, 1)) < 0)
+		goto out;
+	memcpy(baseline, base, AG_OID_HEX);
+	for (i = 9; i < argc; i++)
+		if ((rc = ag_store_apply(baseline, st, baseline, argv[i])) < 0)
+			goto out;
+	o.baseline = baseline;
+	o.time_ms = ag_now_ms();
+	if ((rc = ag_store_capture(&cap, st, argv[7], &o)) < 0 ||
+	    (strcmp(argv[8], "-") != 0 && (rc = ag_store_outputs(&outs, &nouts, st, argv[8])) < 0))
+		goto out;
+	ev = ag_event_new(r, "item.running");
+	json_object_set_new(ev, "item", json_string(item));
+	json_object_set_new(ev, "status", json_string("running"));
+	json_object_set_new(ev, "attempt", json_integer(attempt));
+	if ((rc = ag_run_emit(r, ev)) < 0)
+		goto out;
+	ev = ag_event_new(r, "item.done");
+	json_object_set_new(ev, "item", json_string(item));
+	json_object_set_new(ev, "status", json_string("done"));
+	json_object_set_new(ev, "attempt", json_integer(attempt));
+	json_object_set_new(ev, "exit", json_integer(0));
+	if ((rc = ag_artifact_fields(ev, &cap, outs, nouts)) < 0) {
+		json_decref(ev);
+		goto out;
+	}
+	if ((rc = ag_run_emit(r, ev)) < 0 || (rc = ag_run_sync(r)) < 0)
+		goto out;
+	printf("%s\n", cap.patch[0] ? cap.patch : "-");
+out:
+	ag_outputs_free(outs, nouts);
+	ag_run_free(r);
+	ag_store_free(st);
+	if (lock >= 0)
+		close(lock);
+	ag_conf_release(&conf);
+	return rc < 0 ? fail(rc) : 0;
+}
+
 int
 main(int argc, char **argv)
 {
+	static const char *const store_cmds[] = {
+		"import", "checkout", "tree", "capture", "apply", "worktree", "outputs", NULL
+	};
+	size_t i;
+
 	if (argc == 4 && strcmp(argv[1], "sched-props") == 0)
 		return sched_props((int)strtol(argv[2], NULL, 10), strtoull(argv[3], NULL, 10));
-	fprintf(stderr, "usage: agora-helper sched-props N SEED\n");
+	if (argc >= 9 && strcmp(argv[1], "done") == 0)
+		return done_cmd(argc, argv);
+	for (i = 0; argc >= 4 && store_cmds[i]; i++)
+		if (strcmp(argv[1], store_cmds[i]) == 0)
+			return store_cmd(argc, argv);
+	fprintf(stderr, "usage: agora-helper sched-props N SEED\n"
+	    "       agora-helper import|checkout|tree|capture|apply|worktree|outputs STORE ...\n"
+	    "       agora-helper done DIR RUN ITEM ATTEMPT BASE WORKTREE OUTPUTS [PATCH...]\n");
 	return 100;
 }
