@@ -149,10 +149,24 @@ struct ag_queue {
 
 struct ag_executor {
 	char *name;
-	char *kind;		/* "exec" */
-	char *command;		/* run with sh -c when inputs give no argv or sh */
+	char *kind;		/* "exec" or "dispatch" */
+	char *command;		/* exec: run with sh -c when inputs give no argv or sh */
 	char **passenv;
 	size_t npassenv;
+	char *repo;		/* dispatch: the base repository, unless inputs.repo */
+	char *base;		/* dispatch: the base revision, unless inputs.base */
+};
+
+/* A program the dispatch executor runs in a worktree: [subagent "NAME"]. */
+struct ag_subagent {
+	char *name;
+	char *command;		/* run with sh -c */
+	char **passenv;
+	size_t npassenv;
+	int64_t timeout_ms;	/* the items' timeout unless they give one; 0 = none */
+	char **slots;		/* one unit of each, for every attempt */
+	size_t nslots;
+	char *sandbox;		/* "none" or "bwrap" */
 };
 
 struct ag_slot {
@@ -180,6 +194,8 @@ struct ag_conf {
 	size_t nexecutors;
 	struct ag_slot *slots;
 	size_t nslots;
+	struct ag_subagent *subagents;
+	size_t nsubagents;
 };
 
 int ag_conf_load(struct ag_conf *c, const char *dir);
@@ -187,6 +203,7 @@ void ag_conf_release(struct ag_conf *c);
 const struct ag_queue *ag_conf_queue(const struct ag_conf *c, const char *name);
 const struct ag_executor *ag_conf_executor(const struct ag_conf *c, const char *name);
 const struct ag_slot *ag_conf_slot(const struct ag_conf *c, const char *name);
+const struct ag_subagent *ag_conf_subagent(const struct ag_conf *c, const char *name);
 /* Delay before the attempt after the given number of failures. */
 int64_t ag_conf_backoff_ms(const struct ag_conf *c, int failures);
 /* "1.5", "500ms", "2m", "1h" (plain numbers are seconds). */
@@ -251,6 +268,7 @@ struct ag_item {
 	int cancel_req;
 	int drop_req;
 	char *reason;
+	char *artifacts;	/* {resultRef, outputs} of the latest item.done, or NULL */
 };
 
 struct ag_run {

@@ -126,10 +126,28 @@ ag_conf_executor(const struct ag_conf *c, const char *name)
 	return find_named(c->executors, c->nexecutors, sizeof(*c->executors), name);
 }
 
+const struct ag_subagent *
+ag_conf_subagent(const struct ag_conf *c, const char *name)
+{
+	return find_named(c->subagents, c->nsubagents, sizeof(*c->subagents), name);
+}
+
 const struct ag_slot *
 ag_conf_slot(const struct ag_conf *c, const char *name)
 {
 	return find_named(c->slots, c->nslots, sizeof(*c->slots), name);
+}
+
+static int
+set_string(char **out, const char *value)
+{
+	char *s = strdup(value);
+
+	if (!s)
+		return ag_error_set(AG_ERROR, "out of memory");
+	free(*out);
+	*out = s;
+	return 0;
 }
 
 static int
@@ -199,7 +217,7 @@ set_key(struct ag_conf *c, const char *path, const char *name, const char *value
 	if (!sub[0])
 		goto unknown;
 	if (strcmp(section, "queue") == 0 || strcmp(section, "executor") == 0 ||
-	    strcmp(section, "slot") == 0) {
+	    strcmp(section, "slot") == 0 || strcmp(section, "subagent") == 0) {
 		if (!ag_id_valid(sub))
 			return ag_error_set(AG_EINVALID, "%s: invalid %s name '%s'", path,
 			    section, ag_quote(sub, strlen(sub)));
@@ -217,8 +235,8 @@ set_key(struct ag_conf *c, const char *path, const char *name, const char *value
 		if (!e)
 			return ag_error_set(AG_ERROR, "out of memory");
 		if (strcmp(key, "kind") == 0) {
-			if (strcmp(value, "exec") != 0)
-				return bad(path, name, value, "'exec'");
+			if (strcmp(value, "exec") != 0 && strcmp(value, "dispatch") != 0)
+				return bad(path, name, value, "'exec' or 'dispatch'");
 			free(e->kind);
 			e->kind = strdup(value);
 			return 0;
@@ -230,6 +248,29 @@ set_key(struct ag_conf *c, const char *path, const char *name, const char *value
 		}
 		if (strcmp(key, "passenv") == 0)
 			return split_words(&e->passenv, &e->npassenv, value);
+		if (strcmp(key, "repo") == 0)
+			return set_string(&e->repo, value);
+		if (strcmp(key, "base") == 0)
+			return set_string(&e->base, value);
+		goto unknown;
+	}
+	if (strcmp(section, "subagent") == 0) {
+		struct ag_subagent *a = named((void **)&c->subagents, &c->nsubagents, sizeof(*a), sub);
+		if (!a)
+			return ag_error_set(AG_ERROR, "out of memory");
+		if (strcmp(key, "command") == 0)
+			return set_string(&a->command, value);
+		if (strcmp(key, "passenv") == 0)
+			return split_words(&a->passenv, &a->npassenv, value);
+		if (strcmp(key, "timeout") == 0)
+			return ag_parse_duration_ms(&a->timeout_ms, value) ? bad(path, name, value, "a duration (0 = none)") : 0;
+		if (strcmp(key, "slots") == 0)
+			return split_words(&a->slots, &a->nslots, value);
+		if (strcmp(key, "sandbox") == 0) {
+			if (strcmp(value, "none") != 0 && strcmp(value, "bwrap") != 0)
+				return bad(path, name, value, "'none' or 'bwrap'");
+			return set_string(&a->sandbox, value);
+		}
 		goto unknown;
 	}
 	if (strcmp(section, "slot") == 0) {
@@ -300,6 +341,20 @@ ag_conf_load(struct ag_conf *c, const char *dir)
 			    c->executors[i].name);
 			goto out;
 		}
+	for (i = 0; i < c->nsubagents; i++) {
+		struct ag_subagent *a = &c->subagents[i];
+		size_t k;
+		if (!a->command) {
+			rc = ag_error_set(AG_EINVALID, "%s: subagent '%s' has no command", path, a->name);
+			goto out;
+		}
+		for (k = 0; k < a->nslots; k++)
+			if (!ag_conf_slot(c, a->slots[k])) {
+				rc = ag_error_set(AG_EINVALID, "%s: subagent '%s' takes unknown slot '%s'",
+				    path, a->name, ag_quote(a->slots[k], strlen(a->slots[k])));
+				goto out;
+			}
+	}
 out:
 	git_config_iterator_free(it);
 	git_config_free(cfg);
@@ -335,11 +390,21 @@ ag_conf_release(struct ag_conf *c)
 		free(c->executors[i].kind);
 		free(c->executors[i].command);
 		free_words(c->executors[i].passenv, c->executors[i].npassenv);
+		free(c->executors[i].repo);
+		free(c->executors[i].base);
 	}
 	free(c->executors);
 	for (i = 0; i < c->nslots; i++)
 		free(c->slots[i].name);
 	free(c->slots);
+	for (i = 0; i < c->nsubagents; i++) {
+		free(c->subagents[i].name);
+		free(c->subagents[i].command);
+		free_words(c->subagents[i].passenv, c->subagents[i].npassenv);
+		free_words(c->subagents[i].slots, c->subagents[i].nslots);
+		free(c->subagents[i].sandbox);
+	}
+	free(c->subagents);
 	memset(c, 0, sizeof(*c));
 }
 

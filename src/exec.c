@@ -13,14 +13,17 @@
  */
 #include "agora.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -89,6 +92,7 @@ struct result {
 	int permanent;
 	char reason[512];
 	int64_t started, ended;
+	json_t *extra;		/* what a capture adds: resultRef, outputs, ... */
 };
 
 static int
@@ -110,6 +114,8 @@ write_result(const char *adir, const struct result *res, const char *dir)
 	json_object_set_new(o, "startedAt", json_string(t0));
 	json_object_set_new(o, "endedAt", json_string(t1));
 	json_object_set_new(o, "durationMs", json_integer(res->ended - res->started));
+	if (res->extra)
+		json_object_update(o, res->extra);
 	s = json_dumps(o, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
 	json_decref(o);
 	if (!s)
@@ -150,6 +156,10 @@ build_env(struct envv *e, const json_t *spec, const char *dir, const char *adir,
 	rc |= env_add(e, "AGORA_INPUT", path);
 	rc |= ag_path(path, sizeof(path), "%s/outputs", adir);
 	rc |= env_add(e, "AGORA_OUTPUTS_DIR", path);
+	if (json_object_get(spec, "needs") || json_object_get(spec, "subagent")) {
+		rc |= ag_path(path, sizeof(path), "%s/inputs", adir);
+		rc |= env_add(e, "AGORA_INPUTS_DIR", path);
+	}
 	return rc ? AG_ERROR : 0;
 }
 
@@ -197,18 +207,35 @@ min64(int64_t a, int64_t b)
  * One attempt under supervision. The supervisor holds its lease and lock
  * descriptors until the worker's group is gone and result.json is in
  * place; then it lets go of them.
+ *
+ * An attempt goes through up to three children, each in a process group
+ * of its own: the preparation (the dispatch executor's worktree, the
+ * products of needs), the worker, and the capture of what the worker
+ * made (its patch, its outputs/). The first and the last use libgit2;
+ * they run in children so that a slow repository never stalls the loop
+ * that serves the other attempts, and they report through a memfd.
  */
+enum phase { PREP, WORK, CAPTURE };
+
 struct attempt {
 	char adir[AG_PATH_MAX];
+	char run[AG_ID_MAX + 1], item[AG_ID_MAX + 1];
+	int number;
 	int lease_fd;
 	int lock_fds[AG_SUP_FDS_MAX];
 	size_t nlocks;
-	pid_t pid;		/* the worker, and its process group */
+	enum phase phase;
+	pid_t pid;		/* the current child, and its process group */
 	int errfd;		/* the worker's report of a failed set-up or exec */
+	int memfd;		/* a preparation's or capture's report */
+	int out, err;		/* the worker's stdout and stderr */
 	int64_t timeout_ms, grace_ms, ttl_ms;
 	int64_t renew, deadline, kill_at;	/* monotonic ms; 0 when unset */
+	json_t *spec;
+	char **argv;
+	struct envv env;
 	char *cwd;
-	char *prog;
+	char base[AG_OID_HEX], baseline[AG_OID_HEX];
 	struct result res;
 };
 
@@ -222,18 +249,25 @@ struct sup {
 };
 
 static void
+close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+static void
 attempt_close_locks(struct attempt *a)
 {
 	size_t i;
 
 	for (i = 0; i < a->nlocks; i++)
-		if (a->lock_fds[i] >= 0)
-			close(a->lock_fds[i]);
+		close_fd(&a->lock_fds[i]);
 	a->nlocks = 0;
 }
 
 /*
- * The worker's group is gone: let go of the resource locks before
+ * The attempt's last child is gone: let go of the resource locks before
  * reporting, so that the tick which reaps this attempt can already hand
  * them on; the lease goes last, after result.json is in place.
  */
@@ -250,57 +284,20 @@ attempt_end(struct sup *s, struct attempt *a)
 	rc = write_result(a->adir, &a->res, s->dir);
 	if (rc < 0 && s->rc == 0)
 		s->rc = rc;
-	if (a->errfd >= 0)
-		close(a->errfd);
-	if (a->lease_fd >= 0)
-		close(a->lease_fd);
+	close_fd(&a->errfd);
+	close_fd(&a->memfd);
+	close_fd(&a->out);
+	close_fd(&a->err);
+	close_fd(&a->lease_fd);
+	json_decref(a->res.extra);
+	json_decref(a->spec);
+	free(a->argv);
+	env_free(&a->env);
 	free(a->cwd);
-	free(a->prog);
 	free(a);
 }
 
-/* The worker ended with this wait status. */
-static void
-attempt_reap(struct sup *s, struct attempt *a, int status)
-{
-	struct result *res = &a->res;
-	int fail[2];
-	ssize_t n;
-
-	res->ended = ag_now_ms();
-	/* whatever the worker left behind in its group goes with it */
-	kill(-a->pid, SIGKILL);
-	if (WIFEXITED(status)) {
-		res->exited = 1;
-		res->code = WEXITSTATUS(status);
-	} else if (WIFSIGNALED(status)) {
-		res->sig = WTERMSIG(status);
-	}
-	/* the child wrote here only if it failed before its exec */
-	while ((n = read(a->errfd, fail, sizeof(fail))) < 0 && errno == EINTR)
-		;
-	if (n == (ssize_t)sizeof(fail) && !res->reason[0]) {
-		if (fail[0] == 3)
-			snprintf(res->reason, sizeof(res->reason), "cannot execute '%s': %s",
-			    ag_quote(a->prog, strlen(a->prog)), strerror(fail[1]));
-		else if (fail[0] == 2)
-			snprintf(res->reason, sizeof(res->reason),
-			    "cannot change to directory '%s': %s",
-			    ag_quote(a->cwd, strlen(a->cwd)), strerror(fail[1]));
-		else
-			snprintf(res->reason, sizeof(res->reason), "cannot set up the worker: %s",
-			    strerror(fail[1]));
-		res->permanent = 1;
-	} else if (res->timed_out) {
-		snprintf(res->reason, sizeof(res->reason), "timeout after %.3gs",
-		    (double)a->timeout_ms / 1000.0);
-	} else if (res->terminated) {
-		snprintf(res->reason, sizeof(res->reason), "terminated");
-	}
-	attempt_end(s, a);
-}
-
-/* TERM the worker's group now, KILL it after the grace period. */
+/* TERM the current child's group now, KILL it after the grace period. */
 static void
 attempt_stop(struct attempt *a, int64_t now)
 {
@@ -311,97 +308,259 @@ attempt_stop(struct attempt *a, int64_t now)
 	a->kill_at = now + a->grace_ms;
 }
 
-/*
- * Read the attempt's spec.json, prepare what the worker is given and start
- * it in a process group of its own. The worker waits until the lease
- * names it: an attempt whose lease names no worker never started one, and
- * reconcile requeues it uncounted. On return a->pid is set, or
- * a->res.reason says why there is no worker.
- */
-static void
-attempt_start(struct sup *s, struct attempt *a, const char *run, const char *item, int attempt)
+/* The report a preparation or capture child left in the memfd, or NULL. */
+static json_t *
+read_report(int fd)
 {
-	struct result *res = &a->res;
-	char path[AG_PATH_MAX], att[32], pidtext[64];
-	struct envv env = { 0 };
-	struct ag_buf b = { 0 };
-	json_t *spec = NULL, *v;
-	char **argv = NULL, *input = NULL;
-	int errpipe[2] = { -1, -1 }, gopipe[2] = { -1, -1 }, out = -1, err = -1, null = -1;
+	char buf[1 << 16];
+	struct ag_buf b;
+	json_t *j = NULL;
+	ssize_t n;
+	off_t off = 0;
+
+	ag_buf_init(&b, (size_t)1 << 26);
+	while ((n = pread(fd, buf, sizeof(buf), off)) > 0) {
+		if (ag_buf_put(&b, buf, (size_t)n) < 0)
+			break;
+		off += n;
+	}
+	if (n == 0 && b.len)
+		j = json_loadb(b.ptr, b.len, 0, NULL);
+	ag_buf_release(&b);
+	return j;
+}
+
+/* In a child: write the report and end. */
+static void
+child_report(int fd, json_t *rep)
+{
+	char *text = rep ? json_dumps(rep, JSON_COMPACT) : NULL;
+	size_t len = text ? strlen(text) : 0, off = 0;
+	ssize_t n;
+
+	while (off < len && (n = write(fd, text + off, len - off)) > 0)
+		off += (size_t)n;
+	_exit(off == len && text ? 0 : 1);
+}
+
+/* A report of failure: permanent unless the cause may pass (I/O, memory, a lock). */
+static json_t *
+failure(int rc, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static json_t *
+failure(int rc, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return json_pack("{s:s, s:b}", "error", msg, "permanent",
+	    rc != AG_ERROR && rc != AG_ELOCKED);
+}
+
+/* Relative repository paths are relative to the state directory. */
+static void
+repo_path(char *out, size_t size, const struct sup *s, const char *repo)
+{
+	if (repo[0] == '/' || ag_path(out, size, "%s/%s", s->dir, repo) < 0)
+		snprintf(out, size, "%s", repo);
+}
+
+/*
+ * The preparation, in a child: the base commit into objects.git, the
+ * worktree with the patches of needs applied in dependency order, and
+ * the output files of needs under inputs/.
+ */
+static json_t *
+prepare(struct sup *s, struct attempt *a)
+{
+	char path[AG_PATH_MAX], repo[AG_PATH_MAX], base[AG_OID_HEX], tree[AG_OID_HEX];
+	const char *patches[AG_DEPS_MAX], *froms[AG_DEPS_MAX];
+	json_t *needs = json_object_get(a->spec, "needs"), *n, *rep = NULL;
+	struct ag_store *st = NULL;
+	size_t i, np = 0, failed = 0;
+	int rc;
+
+	ag_git_setup();
+	if (ag_path(path, sizeof(path), "%s/objects.git", s->dir) < 0 ||
+	    (rc = ag_store_open(&st, path)) < 0)
+		return failure(AG_ERROR, "%s", ag_error_msg());
+	json_array_foreach(needs, i, n) {
+		const char *kind = json_string_value(json_object_get(n, "kind"));
+		const char *ref = json_string_value(json_object_get(n, "ref"));
+		struct ag_buf b;
+		if (kind && strcmp(kind, "patch") == 0) {
+			if (np < AG_DEPS_MAX) {
+				froms[np] = json_string_value(json_object_get(n, "from"));
+				patches[np++] = ref;
+			}
+			continue;
+		}
+		if ((rc = ag_store_read_blob(&b, st, ref, AG_OUTPUTS_BYTES_MAX)) < 0) {
+			rep = failure(rc, "needs '%s': %s", json_string_value(json_object_get(n,
+			    "key")), ag_error_msg());
+			goto out;
+		}
+		rc = ag_path(path, sizeof(path), "%s/inputs/%s", a->adir,
+		    json_string_value(json_object_get(n, "key")));
+		if (rc == 0)
+			rc = ag_write_replace(path, b.ptr, b.len, 0644);
+		ag_buf_release(&b);
+		if (rc < 0) {
+			rep = failure(rc, "%s", ag_error_msg());
+			goto out;
+		}
+	}
+	if (!json_object_get(a->spec, "subagent")) {
+		if (np)
+			rep = failure(AG_EINVALID, "needs '%s' takes a patch, which only the dispatch "
+			    "executor applies", froms[0]);
+		else
+			rep = json_object();
+		goto out;
+	}
+	repo_path(repo, sizeof(repo), s, json_string_value(json_object_get(a->spec, "repo")));
+	if ((rc = ag_store_import_base(base, st, repo,
+	    json_string_value(json_object_get(a->spec, "base")))) < 0) {
+		rep = failure(rc, "%s", ag_error_msg());
+		goto out;
+	}
+	if (ag_path(path, sizeof(path), "%s/worktree", a->adir) < 0)
+		goto out;
+	rc = ag_store_worktree(tree, &failed, st, base, patches, np, path);
+	if (rc == AG_ECONFLICT && failed > 0 && failed < np)
+		rep = failure(rc, "the patch of '%s' conflicts with the patch of '%s' in the "
+		    "worktree of '%s'", froms[failed], froms[failed - 1], a->item);
+	else if (rc == AG_ECONFLICT && failed < np)
+		rep = failure(rc, "the patch of '%s' does not apply to base %.12s in the "
+		    "worktree of '%s'", froms[failed], base, a->item);
+	else if (rc < 0)
+		rep = failure(rc, "%s", ag_error_msg());
+	else
+		rep = json_pack("{s:s, s:s}", "base", base, "baseline", tree);
+out:
+	ag_store_free(st);
+	return rep ? rep : failure(AG_ERROR, "%s", ag_error_msg());
+}
+
+static int
+dir_is_empty(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	int empty = 1;
+
+	if (!d)
+		return 1;
+	while (empty && (e = readdir(d)))
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+			empty = 0;
+	closedir(d);
+	return empty;
+}
+
+/* The capture, in a child: the worktree's patch and the output files, as blobs. */
+static json_t *
+capture(struct sup *s, struct attempt *a)
+{
+	char path[AG_PATH_MAX], outs[AG_PATH_MAX];
+	struct ag_capture cap, *capp = NULL;
+	struct ag_output *o = NULL;
+	struct ag_store *st = NULL;
+	json_t *rep = json_object();
+	size_t n = 0;
+	int rc;
+
+	ag_git_setup();
+	memset(&cap, 0, sizeof(cap));
+	if (ag_path(path, sizeof(path), "%s/objects.git", s->dir) < 0 ||
+	    (rc = ag_store_open(&st, path)) < 0) {
+		json_decref(rep);
+		return failure(AG_ERROR, "%s", ag_error_msg());
+	}
+	if (a->base[0]) {
+		struct ag_capture_opts co = { a->base, a->baseline, a->run, a->item, a->number,
+			ag_now_ms() };
+		if (ag_path(path, sizeof(path), "%s/worktree", a->adir) < 0 ||
+		    (rc = ag_store_capture(&cap, st, path, &co)) < 0) {
+			json_decref(rep);
+			rep = failure(rc, "cannot capture the worktree: %s", ag_error_msg());
+			goto out;
+		}
+		capp = &cap;
+	}
+	if (ag_path(outs, sizeof(outs), "%s/outputs", a->adir) == 0 &&
+	    (rc = ag_store_outputs(&o, &n, st, outs)) < 0) {
+		json_decref(rep);
+		rep = failure(rc, "outputs: %s", ag_error_msg());
+		goto out;
+	}
+	if (ag_artifact_fields(rep, capp, o, n) < 0) {
+		json_decref(rep);
+		rep = failure(AG_ERROR, "%s", ag_error_msg());
+	}
+out:
+	ag_outputs_free(o, n);
+	ag_store_free(st);
+	return rep;
+}
+
+/* Start a preparation or capture child, in a process group of its own. */
+static int
+start_helper(struct sup *s, struct attempt *a, enum phase ph)
+{
 	pid_t pid, self = getpid();
 
-	snprintf(att, sizeof(att), "%d", attempt);
-	if (ag_path(a->adir, sizeof(a->adir), "%s/runs/%s/items/%s/%d", s->dir, run, item,
-	    attempt) < 0 || ag_path(path, sizeof(path), "%s/spec.json", a->adir) < 0 ||
-	    ag_read_file(&b, path, (size_t)AG_PLAN_MAX) < 0) {
-		snprintf(res->reason, sizeof(res->reason), "%s", ag_error_msg());
-		goto out;
+	close_fd(&a->memfd);
+	if ((a->memfd = memfd_create("agora-report", MFD_CLOEXEC)) < 0) {
+		snprintf(a->res.reason, sizeof(a->res.reason), "cannot make a memfd: %s",
+		    strerror(errno));
+		return -1;
 	}
-	spec = json_loadb(b.ptr, b.len, 0, NULL);
-	ag_buf_release(&b);
-	if (!spec) {
-		snprintf(res->reason, sizeof(res->reason), "unreadable spec.json");
-		res->permanent = 1;
-		goto out;
+	if ((pid = fork()) < 0) {
+		snprintf(a->res.reason, sizeof(a->res.reason), "cannot fork: %s", strerror(errno));
+		return -1;
 	}
-	if ((v = json_object_get(spec, "error"))) {
-		snprintf(res->reason, sizeof(res->reason), "%s", json_string_value(v));
-		res->permanent = 1;
-		goto out;
+	if (pid == 0) {
+		sigset_t none;
+		setpgid(0, 0);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != self)
+			_exit(127);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		child_report(a->memfd, ph == PREP ? prepare(s, a) : capture(s, a));
 	}
-	a->timeout_ms = json_integer_value(json_object_get(spec, "timeoutMs"));
-	a->grace_ms = json_integer_value(json_object_get(spec, "killGraceMs"));
-	a->ttl_ms = json_integer_value(json_object_get(spec, "leaseTtlMs"));
-	if (a->ttl_ms <= 0)
-		a->ttl_ms = 30000;
-	if (ag_path(path, sizeof(path), "%s/outputs", a->adir) < 0 || ag_mkdir(path, 0755) < 0) {
-		snprintf(res->reason, sizeof(res->reason), "%s", ag_error_msg());
-		goto out;
-	}
-	input = json_dumps(json_object_get(spec, "inputs"), JSON_INDENT(1) | JSON_PRESERVE_ORDER);
-	if (ag_path(path, sizeof(path), "%s/input.json", a->adir) < 0 || !input ||
-	    ag_write_replace(path, input, strlen(input), 0644) < 0) {
-		snprintf(res->reason, sizeof(res->reason), "cannot write input.json: %s",
-		    ag_error_msg());
-		goto out;
-	}
-	if (build_env(&env, spec, s->dir, a->adir, run, item, att) < 0) {
-		snprintf(res->reason, sizeof(res->reason), "cannot build the environment");
-		goto out;
-	}
-	if (build_argv(&argv, spec, res->reason, sizeof(res->reason)) < 0) {
-		res->permanent = 1;
-		goto out;
-	}
-	v = json_object_get(spec, "cwd");
-	if (json_is_string(v) && json_string_value(v)[0] == '/')
-		a->cwd = strdup(json_string_value(v));
-	else if (json_is_string(v) &&
-	    ag_path(path, sizeof(path), "%s/%s", a->adir, json_string_value(v)) == 0)
-		a->cwd = strdup(path);
-	else
-		a->cwd = strdup(a->adir);
-	a->prog = strdup(argv[0]);
-	if (!a->cwd || !a->prog) {
-		snprintf(res->reason, sizeof(res->reason), "out of memory");
-		goto out;
-	}
+	setpgid(pid, pid);
+	a->pid = pid;
+	a->phase = ph;
+	return 0;
+}
 
-	if (ag_path(path, sizeof(path), "%s/stdout", a->adir) == 0)
-		out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (ag_path(path, sizeof(path), "%s/stderr", a->adir) == 0)
-		err = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+/*
+ * Start the worker in its own process group. It waits until the lease
+ * names it: an attempt whose lease names no worker never started one, and
+ * reconcile requeues it uncounted.
+ */
+static int
+start_worker(struct attempt *a)
+{
+	char pidtext[64];
+	int errpipe[2] = { -1, -1 }, gopipe[2] = { -1, -1 }, null = -1, rc = -1;
+	pid_t pid, self = getpid();
+
 	null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	if (out < 0 || err < 0 || null < 0 || pipe2(errpipe, O_CLOEXEC) < 0 ||
-	    pipe2(gopipe, O_CLOEXEC) < 0) {
-		snprintf(res->reason, sizeof(res->reason), "cannot set up the worker: %s",
+	if (null < 0 || pipe2(errpipe, O_CLOEXEC) < 0 || pipe2(gopipe, O_CLOEXEC) < 0) {
+		snprintf(a->res.reason, sizeof(a->res.reason), "cannot set up the worker: %s",
 		    strerror(errno));
 		goto out;
 	}
-	res->started = ag_now_ms();
 	pid = fork();
 	if (pid < 0) {
-		snprintf(res->reason, sizeof(res->reason), "cannot fork: %s", strerror(errno));
+		snprintf(a->res.reason, sizeof(a->res.reason), "cannot fork: %s", strerror(errno));
 		goto out;
 	}
 	if (pid == 0) {
@@ -420,14 +579,14 @@ attempt_start(struct sup *s, struct attempt *a, const char *run, const char *ite
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		/* tell the supervisor which step failed: 1 set-up, 2 chdir, 3 exec */
 		fail[0] = 1;
-		if (dup2(null, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
+		if (dup2(null, 0) < 0 || dup2(a->out, 1) < 0 || dup2(a->err, 2) < 0)
 			goto child_fail;
 		fail[0] = 2;
 		if (chdir(a->cwd) < 0)
 			goto child_fail;
 		fail[0] = 3;
-		environ = env.v;
-		execvp(argv[0], argv);
+		environ = a->env.v;
+		execvp(a->argv[0], a->argv);
 child_fail:
 		fail[1] = errno;
 		if (write(errpipe[1], fail, sizeof(fail)) < 0)
@@ -436,37 +595,240 @@ child_fail:
 	}
 	setpgid(pid, pid);
 	a->pid = pid;
+	a->phase = WORK;
 	a->errfd = errpipe[0];
 	errpipe[0] = -1;
+	rc = 0;
 	snprintf(pidtext, sizeof(pidtext), "%ld %ld\n", (long)self, (long)pid);
 	/* one small write at offset 0 of an empty file: a reader sees all or none */
 	if (pwrite(a->lease_fd, pidtext, strlen(pidtext), 0) != (ssize_t)strlen(pidtext) ||
 	    write(gopipe[1], "!", 1) != 1) {
-		snprintf(res->reason, sizeof(res->reason), "cannot start the worker: %s",
+		snprintf(a->res.reason, sizeof(a->res.reason), "cannot start the worker: %s",
 		    strerror(errno));
 		kill(pid, SIGKILL);
 	}
+out:
+	close_fd(&errpipe[0]);
+	close_fd(&errpipe[1]);
+	close_fd(&gopipe[0]);
+	close_fd(&gopipe[1]);
+	close_fd(&null);
+	return rc;
+}
+
+/* Write a JSON value (or null) to a file of the attempt. */
+static int
+write_json(const char *adir, const char *name, const json_t *v)
+{
+	char path[AG_PATH_MAX], *text;
+	int rc;
+
+	text = v ? json_dumps(v, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY) :
+	    strdup("null");
+	if (!text)
+		return ag_error_set(AG_ERROR, "out of memory");
+	rc = ag_path(path, sizeof(path), "%s/%s", adir, name);
+	if (rc == 0)
+		rc = ag_write_replace(path, text, strlen(text), 0644);
+	free(text);
+	return rc;
+}
+
+/*
+ * Read the attempt's spec.json and prepare what the worker is given;
+ * then start the preparation, or the worker when there is nothing to
+ * prepare. On return a->pid is set, or a->res.reason says why there is
+ * no child.
+ */
+static void
+attempt_start(struct sup *s, struct attempt *a, const char *run, const char *item, int attempt)
+{
+	struct result *res = &a->res;
+	char path[AG_PATH_MAX], att[32];
+	struct ag_buf b = { 0 };
+	json_t *v;
+	int dispatch;
+
+	snprintf(a->run, sizeof(a->run), "%s", run);
+	snprintf(a->item, sizeof(a->item), "%s", item);
+	a->number = attempt;
+	snprintf(att, sizeof(att), "%d", attempt);
+	res->started = ag_now_ms();
+	if (ag_path(a->adir, sizeof(a->adir), "%s/runs/%s/items/%s/%d", s->dir, run, item,
+	    attempt) < 0 || ag_path(path, sizeof(path), "%s/spec.json", a->adir) < 0 ||
+	    ag_read_file(&b, path, (size_t)AG_PLAN_MAX) < 0) {
+		snprintf(res->reason, sizeof(res->reason), "%s", ag_error_msg());
+		return;
+	}
+	a->spec = json_loadb(b.ptr, b.len, 0, NULL);
+	ag_buf_release(&b);
+	if (!a->spec) {
+		snprintf(res->reason, sizeof(res->reason), "unreadable spec.json");
+		res->permanent = 1;
+		return;
+	}
+	if ((v = json_object_get(a->spec, "error"))) {
+		snprintf(res->reason, sizeof(res->reason), "%s", json_string_value(v));
+		res->permanent = 1;
+		return;
+	}
+	dispatch = json_object_get(a->spec, "subagent") != NULL;
+	if ((v = json_object_get(a->spec, "sandbox")) && strcmp(json_string_value(v), "none") != 0) {
+		snprintf(res->reason, sizeof(res->reason), "sandbox '%s' is not available",
+		    json_string_value(v));
+		res->permanent = 1;
+		return;
+	}
+	a->timeout_ms = json_integer_value(json_object_get(a->spec, "timeoutMs"));
+	a->grace_ms = json_integer_value(json_object_get(a->spec, "killGraceMs"));
+	a->ttl_ms = json_integer_value(json_object_get(a->spec, "leaseTtlMs"));
+	if (a->ttl_ms <= 0)
+		a->ttl_ms = 30000;
 	a->renew = ag_mono_ms() + a->ttl_ms / 3;
 	a->deadline = a->timeout_ms > 0 ? ag_mono_ms() + a->timeout_ms : 0;
-out:
-	if (errpipe[0] >= 0)
-		close(errpipe[0]);
-	if (errpipe[1] >= 0)
-		close(errpipe[1]);
-	if (gopipe[0] >= 0)
-		close(gopipe[0]);
-	if (gopipe[1] >= 0)
-		close(gopipe[1]);
-	if (out >= 0)
-		close(out);
-	if (err >= 0)
-		close(err);
-	if (null >= 0)
-		close(null);
-	free(argv);
-	free(input);
-	env_free(&env);
-	json_decref(spec);
+	if (ag_path(path, sizeof(path), "%s/outputs", a->adir) < 0 || ag_mkdir(path, 0755) < 0 ||
+	    ((dispatch || json_object_get(a->spec, "needs")) &&
+	    (ag_path(path, sizeof(path), "%s/inputs", a->adir) < 0 || ag_mkdir(path, 0755) < 0))) {
+		snprintf(res->reason, sizeof(res->reason), "%s", ag_error_msg());
+		return;
+	}
+	/* the exec executor's worker gets its inputs, a subagent its workerInput */
+	if (write_json(a->adir, "input.json", json_object_get(a->spec,
+	    dispatch ? "workerInput" : "inputs")) < 0) {
+		snprintf(res->reason, sizeof(res->reason), "cannot write input.json: %s",
+		    ag_error_msg());
+		return;
+	}
+	if (build_env(&a->env, a->spec, s->dir, a->adir, run, item, att) < 0) {
+		snprintf(res->reason, sizeof(res->reason), "cannot build the environment");
+		return;
+	}
+	if (build_argv(&a->argv, a->spec, res->reason, sizeof(res->reason)) < 0) {
+		res->permanent = 1;
+		return;
+	}
+	v = json_object_get(a->spec, "cwd");
+	if (dispatch)
+		ag_path(path, sizeof(path), "%s/worktree", a->adir);
+	else if (json_is_string(v) && json_string_value(v)[0] == '/')
+		snprintf(path, sizeof(path), "%s", json_string_value(v));
+	else if (!json_is_string(v) ||
+	    ag_path(path, sizeof(path), "%s/%s", a->adir, json_string_value(v)) < 0)
+		snprintf(path, sizeof(path), "%s", a->adir);
+	if (!(a->cwd = strdup(path))) {
+		snprintf(res->reason, sizeof(res->reason), "out of memory");
+		return;
+	}
+	if (ag_path(path, sizeof(path), "%s/stdout", a->adir) == 0)
+		a->out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (ag_path(path, sizeof(path), "%s/stderr", a->adir) == 0)
+		a->err = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (a->out < 0 || a->err < 0) {
+		snprintf(res->reason, sizeof(res->reason), "cannot set up the worker: %s",
+		    strerror(errno));
+		return;
+	}
+	if (dispatch || json_object_get(a->spec, "needs"))
+		start_helper(s, a, PREP);
+	else
+		start_worker(a);
+}
+
+/* Why the worker ended, in words, when it did not simply exit. */
+static void
+worker_reason(struct attempt *a)
+{
+	struct result *res = &a->res;
+	int fail[2];
+	ssize_t n;
+
+	/* the child wrote here only if it failed before its exec */
+	while ((n = read(a->errfd, fail, sizeof(fail))) < 0 && errno == EINTR)
+		;
+	close_fd(&a->errfd);
+	if (n == (ssize_t)sizeof(fail) && !res->reason[0]) {
+		if (fail[0] == 3)
+			snprintf(res->reason, sizeof(res->reason), "cannot execute '%s': %s",
+			    ag_quote(a->argv[0], strlen(a->argv[0])), strerror(fail[1]));
+		else if (fail[0] == 2)
+			snprintf(res->reason, sizeof(res->reason),
+			    "cannot change to directory '%s': %s",
+			    ag_quote(a->cwd, strlen(a->cwd)), strerror(fail[1]));
+		else
+			snprintf(res->reason, sizeof(res->reason), "cannot set up the worker: %s",
+			    strerror(fail[1]));
+		res->permanent = 1;
+	} else if (res->timed_out) {
+		snprintf(res->reason, sizeof(res->reason), "timeout after %.3gs",
+		    (double)a->timeout_ms / 1000.0);
+	} else if (res->terminated) {
+		snprintf(res->reason, sizeof(res->reason), "terminated");
+	}
+}
+
+/*
+ * The attempt's current child ended with this wait status: go on to the
+ * next phase, or end the attempt. Returns 1 when the attempt has ended
+ * (and is freed).
+ */
+static int
+attempt_child_exit(struct sup *s, struct attempt *a, int status)
+{
+	struct result *res = &a->res;
+	json_t *rep;
+	char outs[AG_PATH_MAX];
+
+	/* whatever the child left behind in its group goes with it */
+	kill(-a->pid, SIGKILL);
+	a->pid = 0;
+	if (a->phase == WORK) {
+		res->ended = ag_now_ms();
+		if (WIFEXITED(status)) {
+			res->exited = 1;
+			res->code = WEXITSTATUS(status);
+		} else if (WIFSIGNALED(status)) {
+			res->sig = WTERMSIG(status);
+		}
+		worker_reason(a);
+		if (res->exited && res->code == 0 && !res->reason[0] &&
+		    (a->base[0] || (ag_path(outs, sizeof(outs), "%s/outputs", a->adir) == 0 &&
+		    !dir_is_empty(outs))) && start_helper(s, a, CAPTURE) == 0)
+			return 0;
+		attempt_end(s, a);
+		return 1;
+	}
+	rep = read_report(a->memfd);
+	close_fd(&a->memfd);
+	if (res->timed_out || res->terminated) {
+		worker_reason(a);
+	} else if (!rep || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		snprintf(res->reason, sizeof(res->reason), "the %s ended without a report",
+		    a->phase == PREP ? "preparation" : "capture");
+	} else if (json_is_string(json_object_get(rep, "error"))) {
+		snprintf(res->reason, sizeof(res->reason), "%s",
+		    json_string_value(json_object_get(rep, "error")));
+		res->permanent = json_is_true(json_object_get(rep, "permanent"));
+	} else if (a->phase == PREP) {
+		const char *base = json_string_value(json_object_get(rep, "base"));
+		const char *baseline = json_string_value(json_object_get(rep, "baseline"));
+		snprintf(a->base, sizeof(a->base), "%s", base ? base : "");
+		snprintf(a->baseline, sizeof(a->baseline), "%s", baseline ? baseline : "");
+		json_decref(rep);
+		if (start_worker(a) == 0)
+			return 0;
+		attempt_end(s, a);
+		return 1;
+	} else {
+		res->extra = json_incref(rep);
+	}
+	json_decref(rep);
+	if (a->phase == PREP || res->reason[0]) {
+		/* no worker ran, or its work could not be kept */
+		res->exited = 0;
+		res->code = 0;
+	}
+	attempt_end(s, a);
+	return 1;
 }
 
 static int
@@ -493,7 +855,7 @@ attempt_new(int lease_fd, const int *lock_fds, size_t nlocks)
 	if (!a)
 		return NULL;
 	a->lease_fd = lease_fd;
-	a->errfd = -1;
+	a->errfd = a->memfd = a->out = a->err = -1;
 	for (i = 0; i < nlocks; i++)
 		a->lock_fds[i] = lock_fds[i];
 	a->nlocks = nlocks;
@@ -602,11 +964,8 @@ sup_reap(struct sup *s)
 		for (i = 0; i < s->len; i++)
 			if (s->v[i]->pid == pid)
 				break;
-		if (i < s->len) {
-			struct attempt *a = s->v[i];
+		if (i < s->len && attempt_child_exit(s, s->v[i], status))
 			sup_remove(s, i);
-			attempt_reap(s, a, status);
-		}
 	}
 }
 

@@ -69,7 +69,28 @@ static const char default_conf[] =
 "# \"slot wait timeout\" (wait = 0: wait forever).\n"
 "#[slot \"llm\"]\n"
 "#\tcapacity = 2\n"
-"#\twait = 15m\n";
+"#\twait = 15m\n"
+"\n"
+"# [executor \"NAME\"] with kind = dispatch runs a subagent in a git worktree\n"
+"# checked out from base (a branch, tag or commit) of repo (a path; relative\n"
+"# to this directory); items may give inputs.repo and inputs.base instead.\n"
+"# What the subagent changes is kept as a patch in objects.git.\n"
+"#[executor \"dispatch\"]\n"
+"#\tkind = dispatch\n"
+"#\trepo = /srv/src/app\n"
+"#\tbase = main\n"
+"\n"
+"# [subagent \"NAME\"]: the program a dispatch item names in inputs.subagent,\n"
+"# run with /bin/sh -c in the worktree. passEnv adds names for it; timeout\n"
+"# is its items' timeout unless they give one; each attempt takes one unit\n"
+"# of each slot in slots; sandbox = bwrap confines it with bubblewrap\n"
+"# (none: not at all).\n"
+"#[subagent \"code-edit\"]\n"
+"#\tcommand = /usr/local/bin/my-agent --edit\n"
+"#\tpassEnv = ANTHROPIC_API_KEY\n"
+"#\ttimeout = 2h\n"
+"#\tslots = llm\n"
+"#\tsandbox = bwrap\n";
 
 static int
 make_keys(const char *dir)

@@ -234,6 +234,32 @@ unknown_fields(struct vctx *v, const char *path, const json_t *obj, const char *
 	}
 }
 
+static void
+check_dispatch_inputs(struct vctx *v, const char *path, const json_t *inputs,
+    const struct ag_executor *ex)
+{
+	static const char *const fields[] = { "subagent", "workerInput", "repo", "base", NULL };
+	char sub[AG_JPATH_MAX];
+	json_t *f;
+
+	unknown_fields(v, path, inputs, fields);
+	snprintf(sub, sizeof(sub), "%s.subagent", path);
+	if (!(f = json_object_get(inputs, "subagent")))
+		verr(v, sub, "missing required field: the dispatch executor runs a subagent");
+	else if (want_type(v, sub, f, JSON_STRING, "string") &&
+	    !ag_conf_subagent(v->conf, json_string_value(f)))
+		verr(v, sub, "unknown subagent '%s' (not in agora.conf)",
+		    ag_quote(json_string_value(f), json_string_length(f)));
+	snprintf(sub, sizeof(sub), "%s.repo", path);
+	if ((f = json_object_get(inputs, "repo")))
+		want_type(v, sub, f, JSON_STRING, "string");
+	else if (!ex->repo)
+		verr(v, sub, "missing: executor '%s' has no repo in agora.conf", ex->name);
+	snprintf(sub, sizeof(sub), "%s.base", path);
+	if ((f = json_object_get(inputs, "base")))
+		want_type(v, sub, f, JSON_STRING, "string");
+}
+
 /*
  * Append a normalized item to items, with its (empty) list of dependency
  * origins; the caller sets the fields, depends_on among them.
@@ -295,6 +321,8 @@ check_item(struct vctx *v, const char *path, json_t *it, json_t *items)
 	else if (want_type(v, sub, f, JSON_OBJECT, "object")) {
 		if (ex && strcmp(ex->kind, "exec") == 0)
 			check_exec_inputs(v, sub, f, ex);
+		else if (ex && strcmp(ex->kind, "dispatch") == 0)
+			check_dispatch_inputs(v, sub, f, ex);
 		json_object_set(n, "inputs", f);
 	}
 

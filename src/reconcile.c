@@ -422,8 +422,15 @@ finish(struct tick *t, struct ag_run *r, size_t item, const json_t *res, const c
 
 	if (json_is_integer(exitv) && json_integer_value(exitv) == 0 && !json_is_integer(sigv) &&
 	    !why) {
+		static const char *const art[] = { "base", "resultRef", "patchSha256", "outputs",
+			NULL };
+		size_t k;
 		ev = item_event(r, "item.done", "done", it->attempt);
 		json_object_set_new(ev, "exit", json_integer(0));
+		/* what the supervisor captured: the patch and the output files */
+		for (k = 0; art[k]; k++)
+			if (json_object_get(res, art[k]))
+				json_object_set(ev, art[k], json_object_get(res, art[k]));
 		rc = emit_item_ev(t, r, item, ev);
 		goto out;
 	}
@@ -553,6 +560,128 @@ env_list_json(json_t *arr, char **names, size_t n)
 		json_array_append_new(arr, json_string(names[i]));
 }
 
+/* What the dispatch executor adds: the subagent and where the worktree comes from. */
+static void
+dispatch_spec(json_t *spec, const struct tick *t, const struct ag_executor *ex,
+    const json_t *inputs)
+{
+	const char *name = json_string_value(json_object_get(inputs, "subagent"));
+	const struct ag_subagent *a = name ? ag_conf_subagent(&t->conf, name) : NULL;
+	json_t *repo = json_object_get(inputs, "repo"), *base = json_object_get(inputs, "base");
+
+	if (!a) {
+		json_object_set_new(spec, "error", json_sprintf("subagent '%s' is not configured",
+		    name ? name : ""));
+		return;
+	}
+	json_object_set_new(spec, "subagent", json_string(a->name));
+	json_object_set_new(spec, "sh", json_string(a->command));
+	env_list_json(json_object_get(spec, "passEnv"), a->passenv, a->npassenv);
+	json_object_set_new(spec, "sandbox", json_string(a->sandbox ? a->sandbox : "none"));
+	if (json_is_string(repo))
+		json_object_set(spec, "repo", repo);
+	else if (ex->repo)
+		json_object_set_new(spec, "repo", json_string(ex->repo));
+	else
+		json_object_set_new(spec, "error", json_sprintf("executor '%s' has no repo", ex->name));
+	if (json_is_string(base))
+		json_object_set(spec, "base", base);
+	else
+		json_object_set_new(spec, "base", json_string(ex->base ? ex->base : "HEAD"));
+	json_object_set(spec, "workerInput", json_object_get(inputs, "workerInput") ?
+	    json_object_get(inputs, "workerInput") : json_null());
+}
+
+/* Where an item stands in the run's topological order. */
+static size_t
+topo_pos(const struct ag_run *r, size_t item)
+{
+	size_t i;
+
+	for (i = 0; i < r->nitems; i++)
+		if (r->topo[i] == item)
+			return i;
+	return r->nitems;
+}
+
+static int
+need_cmp(const void *a, const void *b)
+{
+	json_int_t x = json_integer_value(json_object_get(*(json_t *const *)a, "order"));
+	json_int_t y = json_integer_value(json_object_get(*(json_t *const *)b, "order"));
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * The products named by needs, from the item.done lines of the items
+ * they come from: patches in dependency order, output files by key. An
+ * upstream item that changed nothing gives no patch, and nothing to
+ * apply; a product that is not there makes the attempt fail, for good.
+ */
+static void
+resolve_needs(json_t *spec, const struct ag_run *r, const json_t *needs)
+{
+	json_t *list, *v, **sorted = NULL;
+	const char *key;
+	size_t n = 0, i;
+
+	if (!json_object_size(needs) || json_object_get(spec, "error"))
+		return;
+	list = json_array();
+	if (!(sorted = calloc(json_object_size(needs), sizeof(*sorted)))) {
+		json_decref(list);
+		return;
+	}
+	json_object_foreach((json_t *)needs, key, v) {
+		const char *from = json_string_value(json_object_get(v, "from"));
+		json_t *sel = json_object_get(v, "select"), *art = NULL, *e;
+		const char *kind = json_string_value(json_object_get(sel, "kind"));
+		const char *ref = NULL;
+		size_t at;
+
+		if (from && ag_run_item(r, from, &at) == 0 && r->items[at].status == AG_DONE &&
+		    r->items[at].artifacts)
+			art = json_loads(r->items[at].artifacts, 0, NULL);
+		if (kind && strcmp(kind, "output") == 0) {
+			const char *want = json_string_value(json_object_get(sel, "path"));
+			size_t k;
+			json_array_foreach(json_object_get(art, "outputs"), k, e)
+				if (want && json_is_string(json_object_get(e, "path")) &&
+				    strcmp(json_string_value(json_object_get(e, "path")), want) == 0)
+					ref = json_string_value(json_object_get(e, "ref"));
+		} else {
+			ref = json_string_value(json_object_get(art, "resultRef"));
+			if (!ref && from && ag_run_item(r, from, &at) == 0 &&
+			    r->items[at].status == AG_DONE) {
+				json_decref(art);
+				continue;	/* it changed nothing */
+			}
+		}
+		if (!ref || strncmp(ref, "git:", 4) != 0) {
+			json_object_set_new(spec, "error", json_sprintf("unresolved needs '%s'", key));
+			json_decref(art);
+			break;
+		}
+		e = json_pack("{s:s, s:s, s:s, s:s}", "key", key, "from", from,
+		    "kind", kind ? kind : "patch", "ref", ref + 4);
+		ag_run_item(r, from, &at);
+		json_object_set_new(e, "order", json_integer((json_int_t)topo_pos(r, at)));
+		sorted[n++] = e;
+		json_decref(art);
+	}
+	qsort(sorted, n, sizeof(*sorted), need_cmp);
+	for (i = 0; i < n; i++) {
+		json_object_del(sorted[i], "order");
+		json_array_append_new(list, sorted[i]);
+	}
+	free(sorted);
+	if (!json_object_get(spec, "error"))
+		json_object_set_new(spec, "needs", list);
+	else
+		json_decref(list);
+}
+
 static json_t *
 make_spec(const struct tick *t, const struct ag_run *r, size_t item, int attempt)
 {
@@ -592,6 +721,9 @@ make_spec(const struct tick *t, const struct ag_run *r, size_t item, int attempt
 	if (!ex)
 		json_object_set_new(spec, "error", json_sprintf("executor '%s' is not configured",
 		    exname));
+	else if (strcmp(ex->kind, "dispatch") == 0)
+		dispatch_spec(spec, t, ex, inputs);
+	resolve_needs(spec, r, json_object_get(plan_item, "needs"));
 	json_decref(plan_item);
 	return spec;
 }

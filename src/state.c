@@ -173,8 +173,21 @@ ag_run_apply(struct ag_run *r, const json_t *ev)
 		it->drop_req = 0;
 		set_reason(it, ev);
 	} else if (strcmp(e, "item.done") == 0) {
+		json_t *ref = json_object_get(ev, "resultRef"), *outs = json_object_get(ev, "outputs");
 		set_status(r, it, AG_DONE);
 		set_reason(it, ev);
+		/* what a needs of a later item resolves to */
+		free(it->artifacts);
+		it->artifacts = NULL;
+		if (ref || outs) {
+			json_t *a = json_object();
+			if (ref)
+				json_object_set(a, "resultRef", ref);
+			if (outs)
+				json_object_set(a, "outputs", outs);
+			it->artifacts = json_dumps(a, JSON_COMPACT);
+			json_decref(a);
+		}
 	} else if (strcmp(e, "item.failed") == 0) {
 		set_status(r, it, AG_FAILED);
 		it->failures++;
@@ -298,6 +311,42 @@ struct pending_deps {
 	size_t n;
 };
 
+/*
+ * A dispatch item takes a unit of each of its subagent's slots, unless it
+ * names that slot itself, and the subagent's timeout unless it gives one.
+ * A subagent gone from agora.conf changes nothing here: the item fails
+ * when it fires.
+ */
+static int
+add_subagent(struct ag_run *r, const struct ag_conf *c, struct ag_item *x, const json_t *it)
+{
+	const struct ag_executor *ex = ag_conf_executor(c, x->executor);
+	const char *name = json_string_value(json_object_get(json_object_get(it, "inputs"),
+	    "subagent"));
+	const struct ag_subagent *a;
+	struct ag_item_slot *ns;
+	size_t k, m;
+
+	if (!ex || strcmp(ex->kind, "dispatch") != 0 || !name || !(a = ag_conf_subagent(c, name)))
+		return 0;
+	if (!x->timeout_ms)
+		x->timeout_ms = a->timeout_ms;
+	for (k = 0; k < a->nslots; k++) {
+		for (m = 0; m < x->nslots; m++)
+			if (strcmp(x->slots[m].name, a->slots[k]) == 0)
+				break;
+		if (m < x->nslots || !ag_conf_slot(c, a->slots[k]))
+			continue;
+		if (!(ns = realloc(x->slots, (x->nslots + 2) * sizeof(*ns))))
+			return ag_error_set(AG_ERROR, "out of memory");
+		x->slots = ns;
+		if (!(ns[x->nslots].name = arena_strdup(r, a->slots[k])))
+			return ag_error_set(AG_ERROR, "out of memory");
+		ns[x->nslots++].n = 1;
+	}
+	return 0;
+}
+
 static int
 add_item(struct ag_run *r, const struct ag_conf *c, const json_t *it, int64_t off,
     size_t len, struct pending_deps *pd)
@@ -307,6 +356,7 @@ add_item(struct ag_run *r, const struct ag_conf *c, const json_t *it, int64_t of
 	json_t *t, *d, *s = json_object_get(it, "slots"), *deps = json_object_get(it, "depends_on");
 	const char *k;
 	size_t j;
+	int rc;
 
 	if (!json_is_string(json_object_get(it, "id")) ||
 	    !(x->id = arena_strdup(r, json_string_value(json_object_get(it, "id")))))
@@ -337,6 +387,8 @@ add_item(struct ag_run *r, const struct ag_conf *c, const json_t *it, int64_t of
 		x->slots[x->nslots].name = arena_strdup(r, k);
 		x->slots[x->nslots++].n = (int)json_integer_value(d);
 	}
+	if ((rc = add_subagent(r, c, x, it)) < 0)
+		return rc;
 	pd->n = json_array_size(deps);
 	if (pd->n && !(pd->names = calloc(pd->n, sizeof(*pd->names))))
 		return ag_error_set(AG_ERROR, "out of memory");
@@ -817,6 +869,7 @@ ag_run_free(struct ag_run *r)
 		free(r->items[i].locks);
 		free(r->items[i].slots);
 		free(r->items[i].reason);
+		free(r->items[i].artifacts);
 	}
 	free(r->items);
 	free(r->topo);
