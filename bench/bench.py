@@ -105,11 +105,33 @@ def rmtree(path):
     shutil.rmtree(path, ignore_errors=True)
 
 
+TRASH = None    # set by main()
+
+
+def retire(path):
+    """Move a tree out of the way instead of deleting it now.  On ext4
+    without a journal, as on this project's machines, the inode allocator
+    skips every inode deleted in the last 60 s (300 s more while its table
+    block is dirty), one table look-up each: deleting the last round's
+    10 000-item tree would bill the next round, whichever tool it is, for
+    that round's cleanup.  main() deletes the trash when all is measured."""
+    if not os.path.lexists(path):
+        return
+    if TRASH is None:
+        rmtree(path)
+        return
+    os.makedirs(TRASH, exist_ok=True)
+    n = len(os.listdir(TRASH))
+    while os.path.lexists(os.path.join(TRASH, str(n))):
+        n += 1
+    os.rename(path, os.path.join(TRASH, str(n)))
+
+
 def fresh_out(dag):
     for name in ("out", ".ninja_log", ".ninja_deps"):
         p = os.path.join(dag, name)
         if os.path.isdir(p):
-            rmtree(p)
+            retire(p)
         elif os.path.exists(p):
             os.unlink(p)
     os.mkdir(os.path.join(dag, "out"))
@@ -120,7 +142,7 @@ def count_out(dag):
 
 
 def init_state(state, jobs):
-    rmtree(state)
+    retire(state)
     must([agora("init"), state])
     conf = os.path.join(state, "agora.conf")
     if shutil.which("git"):
@@ -363,7 +385,7 @@ def timeline(state, run_id, wall0, wall):
 
 def phase_dag(cfg, res):
     dag = os.path.join(cfg.dir, "dag")
-    rmtree(dag)
+    retire(dag)
     res["dag_desc"] = gen(cfg, dag, cfg.n)
     log(res["dag_desc"])
     if "ninja" in cfg.tools and not shutil.which("ninja"):
@@ -395,7 +417,7 @@ def phase_dag(cfg, res):
                 log("round %d: %-12s FAILED after %s: %s"
                     % (rnd, name, fmt_s(t), note))
             if not cfg.keep and name.startswith("agora"):
-                rmtree(state)
+                retire(state)
     res["dag"] = {"times": times, "fails": fails, "timeline": extra,
                   "load": [x for x in loads if x is not None]}
 
@@ -441,7 +463,7 @@ def phase_tick(cfg, res):
     init_state(empty, cfg.jobs)
     out["empty"] = idle_ticks(cfg, empty)
     log("idle tick, empty tree: %s" % fmt_ms(out["empty"]["median"]))
-    rmtree(empty)
+    retire(empty)
 
     state = os.path.join(cfg.dir, "state-history")
     init_state(state, cfg.jobs)
@@ -492,7 +514,7 @@ def phase_tick(cfg, res):
     log("idle tick, %d completed runs: %s"
         % (completed, fmt_ms(out["history"]["median"])))
     if not cfg.keep:
-        rmtree(state)
+        retire(state)
     res["tick"] = out
 
 
@@ -521,7 +543,7 @@ def phase_submit(cfg, res):
         % (cfg.n, fmt_ms(median(out["validate"])),
            fmt_ms(median(out["submit"]))))
     if not cfg.keep:
-        rmtree(state)
+        retire(state)
     res["submit"] = out
 
 
@@ -588,7 +610,7 @@ def phase_cpu(cfg, res):
         log("cpu: %-12s wall %s, CPU %s" % (
             name, fmt_s(t), "-" if ms is None else "%.1f s" % (ms / 1000)))
         if not cfg.keep:
-            rmtree(state)
+            retire(state)
     res["cpu"] = out
 
 
@@ -616,7 +638,7 @@ def phase_strace(cfg, res):
         log("strace not found (apt-get install strace); skipping phase")
         return
     dag = os.path.join(cfg.dir, "dag-strace")
-    rmtree(dag)
+    retire(dag)
     res["strace_desc"] = gen(cfg, dag, cfg.strace_n)
     out = {}
     for name, fn in tool_runs(cfg, dag):
@@ -630,9 +652,9 @@ def phase_strace(cfg, res):
         out[name] = parse_strace_c(rep) if ok else None
         log("strace: %s %s" % (name, "done" if ok else "FAILED"))
         if not cfg.keep:
-            rmtree(state)
+            retire(state)
     if not cfg.keep:
-        rmtree(dag)
+        retire(dag)
     res["strace"] = out
 
 
@@ -640,7 +662,7 @@ def phase_strace(cfg, res):
 
 def phase_rss(cfg, res):
     dag = os.path.join(cfg.dir, "dag-rss")
-    rmtree(dag)
+    retire(dag)
     res["rss_desc"] = gen(cfg, dag, cfg.rss_n, plan_only=True)
     os.mkdir(os.path.join(dag, "out"))
     plan = os.path.join(dag, "plan.json")
@@ -665,8 +687,8 @@ def phase_rss(cfg, res):
         % (fmt_s(t), rss, out["tick2"][3]))
     wait_attempts(state, 10)
     if not cfg.keep:
-        rmtree(state)
-        rmtree(dag)
+        retire(state)
+        retire(dag)
     res["rss"] = out
 
 
@@ -840,7 +862,7 @@ def report(cfg, res):
 
 
 def main():
-    global BIN
+    global BIN, TRASH
     cfg = Config()
     for p in ("init", "submit", "validate", "serve", "watch", "reconcile"):
         if not os.access(agora(p), os.X_OK):
@@ -848,6 +870,8 @@ def main():
     os.makedirs(cfg.dir, exist_ok=True)
     res = {}
     BIN, res["built"] = snapshot_bin(cfg)
+    TRASH = os.path.join(cfg.dir, "trash")
+    rmtree(TRASH)
     spent = {}
     for name, fn in (("dag", phase_dag), ("cpu", phase_cpu),
                      ("strace", phase_strace), ("tick", phase_tick),
@@ -859,6 +883,7 @@ def main():
         fn(cfg, res)
         spent[name] = time.monotonic() - t0
         log("phase %s took %s" % (name, fmt_s(spent[name])))
+    rmtree(TRASH)
     text = report(cfg, res)
     text += "\nphases: " + ", ".join("%s %s" % (k, fmt_s(v))
                                      for k, v in spent.items()) + "\n"
