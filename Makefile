@@ -2,7 +2,7 @@
 -include config.mk
 
 LIBSRC = artifact buf clock conf control crash err exec fsio hash id init lock map plan reconcile \
-	sched spawn state store submit cli
+	sandbox sched spawn state store submit cli
 PROGS = agora agora-init agora-validate agora-submit agora-reconcile agora-serve \
 	agora-watch agora-status agora-ctl agora-show agora-apply
 LIBEXEC = agora-exec
