@@ -39,6 +39,8 @@ check: all bin/agora-helper
 
 demo: all
 	@sh examples/fanout/run.sh
+	@echo
+	@sh examples/offload-fanout/run.sh
 
 bench: all
 	@sh bench/run
