@@ -167,6 +167,7 @@ struct ag_subagent {
 	char **slots;		/* one unit of each, for every attempt */
 	size_t nslots;
 	char *sandbox;		/* "none" or "bwrap" */
+	int share_net;		/* network = host: bwrap keeps the host's network */
 };
 
 struct ag_slot {
@@ -490,6 +491,7 @@ struct ag_sandbox {
 	const char *outputs;	/* read-write */
 	const char *input;	/* read-only: the file AGORA_INPUT names */
 	const char *inputs;	/* read-only: AGORA_INPUTS_DIR, or NULL */
+	int share_net;		/* keep the host's network namespace */
 };
 
 /*

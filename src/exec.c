@@ -727,6 +727,7 @@ sandbox_wrap(const struct sup *s, struct attempt *a)
 	char ins[AG_PATH_MAX];
 	const char *path = env_get(&a->env, "PATH"), *prog;
 	struct ag_sandbox sb;
+	json_t *v;
 	char **argv;
 
 	if (!(prog = resolve(bwrap, sizeof(bwrap), "bwrap", path))) {
@@ -746,6 +747,8 @@ sandbox_wrap(const struct sup *s, struct attempt *a)
 	sb.outputs = outs;
 	sb.input = in;
 	sb.inputs = ins;
+	v = json_object_get(a->spec, "network");
+	sb.share_net = json_is_string(v) && strcmp(json_string_value(v), "host") == 0;
 	if (ag_sandbox_argv(&argv, prog, &sb, a->argv) < 0)
 		goto fail;
 	free(a->argv);

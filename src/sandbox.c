@@ -9,7 +9,9 @@
  * paths, so AGORA_INPUT and the other variables keep their meaning.
  *
  * The network, PID, IPC and UTS namespaces are new: the worker sees its
- * own processes and a loopback device, nothing of the host's. There is
+ * own processes and a loopback device, nothing of the host's; network =
+ * host keeps the host's network, for an agent that calls a remote model.
+ * There is
  * no --new-session: the supervisor kills the worker's process group,
  * which holds bwrap and everything in the sandbox that did not leave
  * the group; what did leave dies with the namespace when bwrap does
@@ -89,7 +91,7 @@ ag_sandbox_argv(char ***out, const char *bwrap, const struct ag_sandbox *sb, cha
 	w.n = 0;
 	w.full = 0;
 	add(&w, bwrap, "--die-with-parent", NULL);
-	add(&w, "--unshare-pid", "--unshare-net", "--unshare-ipc");
+	add(&w, "--unshare-pid", "--unshare-ipc", sb->share_net ? NULL : "--unshare-net");
 	add(&w, "--unshare-uts", "--unshare-cgroup-try", NULL);
 	add(&w, "--cap-drop", "ALL", NULL);
 	add(&w, "--ro-bind", "/", "/");

@@ -237,3 +237,38 @@ TREE='o=$AGORA_OUTPUTS_DIR; readlink /proc/self/ns/pid > "$o/ns.new"; sleep 1000
 	run ! grep -rq s3cr3t "$D" "$T/serve.err"
 	run ! grep -q '^SECRET=' "$A/outputs/env"
 }
+
+@test "sandbox: network = host keeps the host's network, and the rest of the sandbox" {
+	need_bwrap
+	python3 -c '
+import os, socket, sys
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(1)
+open(sys.argv[1] + ".new", "w").write(str(s.getsockname()[1]))
+os.rename(sys.argv[1] + ".new", sys.argv[1])
+c, _ = s.accept()
+c.sendall(b"hello from the host\n")
+c.close()
+' "$T/port" &
+	listener=$!
+	wait_for "[ -s '$T/port' ]"
+	sagent net 'o=$AGORA_OUTPUTS_DIR; python3 -c "import socket; print(socket.create_connection((\"127.0.0.1\", '"$(cat "$T/port")"'), 5).makefile().readline(), end=\"\")" > "$o/got"; echo $$ > "$o/pid"; ls -A "$AGORA_DIR" > "$o/state"'
+	conf subagent.net.network host
+	plan p.json r "$(ditem a net)"
+	agora-submit p.json
+	drive r
+	assert_equal "$(outcome r)" succeeded
+	assert_equal "$(cat "$A/outputs/got")" "hello from the host"
+	assert_equal "$(cat "$A/outputs/pid")" 2
+	assert_equal "$(cat "$A/outputs/state")" runs
+	wait "$listener"
+}
+
+@test "sandbox: network takes none or host" {
+	conf subagent.x.command true
+	conf subagent.x.network wide
+	plan p.json r "$(ditem a x)"
+	run -100 --separate-stderr agora-submit p.json
+	assert_stderr "agora-submit: $D/agora.conf: bad value 'wide' for 'subagent.x.network': expected 'none' or 'host'"
+}
