@@ -39,6 +39,14 @@ load lib/common
 	run -1 git -C "$w/fixture" grep -q '^var ' agora/fanout-1
 }
 
+@test "examples/offload-fanout/llm.conf is a configuration that accepts the plan" {
+	agora-init "$D" > /dev/null
+	cat "$AGORA_ROOT/examples/offload-fanout/llm.conf" >> "$D/agora.conf"
+	run -0 --separate-stderr agora-validate "$AGORA_ROOT/examples/offload-fanout/plan.json"
+	assert_output "$AGORA_ROOT/examples/offload-fanout/plan.json: ok (4 items)"
+	run -0 sh -n "$AGORA_ROOT/examples/offload-fanout/agents/llm-edit"
+}
+
 @test "every example directory has a run.sh that this file runs" {
 	for d in "$AGORA_ROOT"/examples/*/; do
 		name=$(basename "$d")
