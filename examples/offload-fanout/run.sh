@@ -4,6 +4,7 @@
 # its end, then the patches, their commits in objects.git, and the run
 # applied as a branch of the fixture.
 # Usage: sh examples/offload-fanout/run.sh [WORKDIR]
+# With SANDBOX=bwrap in the environment, both agents run under bubblewrap.
 set -eu
 top=$(cd "$(dirname "$0")/../.." && pwd)
 ex=$top/examples/offload-fanout
@@ -30,6 +31,10 @@ conf subagent.code-edit.command "$ex/agents/code-edit"
 conf subagent.code-edit.timeout 5m
 conf subagent.verify.command "$ex/agents/verify"
 conf subagent.verify.timeout 5m
+if [ -n "${SANDBOX:-}" ]; then
+	conf subagent.code-edit.sandbox "$SANDBOX"
+	conf subagent.verify.sandbox "$SANDBOX"
+fi
 
 agora-submit -d "$state" "$ex/plan.json"
 agora-serve -d "$state" -i 200ms &
