@@ -2,7 +2,7 @@
 -include config.mk
 
 LIBSRC = artifact buf clock conf control crash err exec fsio hash id init lock map plan reconcile \
-	sched spawn state store submit cli
+	sandbox sched spawn state store submit cli
 PROGS = agora agora-init agora-validate agora-submit agora-reconcile agora-serve \
 	agora-watch agora-status agora-ctl agora-show agora-apply
 LIBEXEC = agora-exec
@@ -39,6 +39,8 @@ check: all bin/agora-helper
 
 demo: all
 	@sh examples/fanout/run.sh
+	@echo
+	@sh examples/offload-fanout/run.sh
 
 bench: all
 	@sh bench/run

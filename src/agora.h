@@ -167,6 +167,7 @@ struct ag_subagent {
 	char **slots;		/* one unit of each, for every attempt */
 	size_t nslots;
 	char *sandbox;		/* "none" or "bwrap" */
+	int share_net;		/* network = host: bwrap keeps the host's network */
 };
 
 struct ag_slot {
@@ -480,6 +481,25 @@ int ag_exec_attempt(const char *dir, const char *run, const char *item, int atte
     size_t nlocks);
 /* Supervise the attempts that arrive on sock until it closes and all have ended. */
 int ag_exec_resident(const char *dir, int sock);
+
+/* ---- sandbox.c: sandbox = bwrap ---- */
+
+/* What a sandboxed worker is given; every path absolute. */
+struct ag_sandbox {
+	const char *state;	/* the state directory: hidden behind an empty tmpfs */
+	const char *worktree;	/* read-write, the cwd */
+	const char *outputs;	/* read-write */
+	const char *input;	/* read-only: the file AGORA_INPUT names */
+	const char *inputs;	/* read-only: AGORA_INPUTS_DIR, or NULL */
+	int share_net;		/* keep the host's network namespace */
+};
+
+/*
+ * *out: the argv that runs argv under bwrap (the program at path bwrap)
+ * in the sandbox that sb describes. It is one allocation: free() it.
+ */
+int ag_sandbox_argv(char ***out, const char *bwrap, const struct ag_sandbox *sb,
+    char *const *argv);
 
 /* ---- submit.c: inbox delivery ---- */
 

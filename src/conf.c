@@ -271,6 +271,12 @@ set_key(struct ag_conf *c, const char *path, const char *name, const char *value
 				return bad(path, name, value, "'none' or 'bwrap'");
 			return set_string(&a->sandbox, value);
 		}
+		if (strcmp(key, "network") == 0) {
+			if (strcmp(value, "none") != 0 && strcmp(value, "host") != 0)
+				return bad(path, name, value, "'none' or 'host'");
+			a->share_net = strcmp(value, "host") == 0;
+			return 0;
+		}
 		goto unknown;
 	}
 	if (strcmp(section, "slot") == 0) {

@@ -619,19 +619,27 @@ fail:
 	_exit(127);
 }
 
-/* The program a worker runs: argv[0], or the first match on its PATH. */
+/* The variable's value in the worker's environment, or NULL. */
 static const char *
-resolve(char *buf, size_t size, const struct attempt *a)
+env_get(const struct envv *e, const char *name)
 {
-	const char *prog = a->argv[0], *p = NULL, *end;
+	size_t i, nlen = strlen(name);
+
+	for (i = 0; i < e->len; i++)
+		if (strncmp(e->v[i], name, nlen) == 0 && e->v[i][nlen] == '=')
+			return e->v[i] + nlen + 1;
+	return NULL;
+}
+
+/* prog itself when it has a slash, else its first match on path; NULL for none. */
+static const char *
+resolve(char *buf, size_t size, const char *prog, const char *p)
+{
+	const char *end;
 	struct stat st;
-	size_t i;
 
 	if (strchr(prog, '/'))
 		return prog;
-	for (i = 0; a->env.v[i]; i++)
-		if (strncmp(a->env.v[i], "PATH=", 5) == 0)
-			p = a->env.v[i] + 5;
 	for (; p && *p; p = *end ? end + 1 : end) {
 		end = strchr(p, ':');
 		if (!end)
@@ -645,7 +653,7 @@ resolve(char *buf, size_t size, const struct attempt *a)
 		if (access(buf, X_OK) == 0 && stat(buf, &st) == 0 && S_ISREG(st.st_mode))
 			return buf;
 	}
-	return prog;	/* execve says what is wrong with it */
+	return NULL;
 }
 
 /* Start the worker in a process group of its own. */
@@ -659,7 +667,9 @@ start_worker(struct attempt *a)
 
 	w.a = a;
 	w.sup = getpid();
-	w.path = resolve(path, sizeof(path), a);
+	/* the worker's PATH; execve says what is wrong with a program not on it */
+	if (!(w.path = resolve(path, sizeof(path), a->argv[0], env_get(&a->env, "PATH"))))
+		w.path = a->argv[0];
 	w.null = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (w.null < 0 || pipe2(errpipe, O_CLOEXEC) < 0) {
 		snprintf(a->res.reason, sizeof(a->res.reason), "cannot set up the worker: %s",
@@ -706,6 +716,50 @@ write_json(const char *adir, const char *name, const json_t *v)
 }
 
 /*
+ * sandbox = bwrap: the worker's argv becomes bwrap's, which runs it. bwrap
+ * is found on the worker's PATH here, before the worker's child, which
+ * must not allocate. Without it the item cannot run, on any attempt.
+ */
+static int
+sandbox_wrap(const struct sup *s, struct attempt *a)
+{
+	char bwrap[AG_PATH_MAX], wt[AG_PATH_MAX], outs[AG_PATH_MAX], in[AG_PATH_MAX];
+	char ins[AG_PATH_MAX];
+	const char *path = env_get(&a->env, "PATH"), *prog;
+	struct ag_sandbox sb;
+	json_t *v;
+	char **argv;
+
+	if (!(prog = resolve(bwrap, sizeof(bwrap), "bwrap", path))) {
+		snprintf(a->res.reason, sizeof(a->res.reason), "sandbox 'bwrap': no program "
+		    "'bwrap' on PATH '%s' (install Debian's bubblewrap: apt-get install bubblewrap)",
+		    path ? path : "");
+		a->res.permanent = 1;
+		return -1;
+	}
+	if (ag_path(wt, sizeof(wt), "%s/worktree", a->adir) < 0 ||
+	    ag_path(outs, sizeof(outs), "%s/outputs", a->adir) < 0 ||
+	    ag_path(in, sizeof(in), "%s/input.json", a->adir) < 0 ||
+	    ag_path(ins, sizeof(ins), "%s/inputs", a->adir) < 0)
+		goto fail;
+	sb.state = s->dir;
+	sb.worktree = wt;
+	sb.outputs = outs;
+	sb.input = in;
+	sb.inputs = ins;
+	v = json_object_get(a->spec, "network");
+	sb.share_net = json_is_string(v) && strcmp(json_string_value(v), "host") == 0;
+	if (ag_sandbox_argv(&argv, prog, &sb, a->argv) < 0)
+		goto fail;
+	free(a->argv);
+	a->argv = argv;
+	return 0;
+fail:
+	snprintf(a->res.reason, sizeof(a->res.reason), "%s", ag_error_msg());
+	return -1;
+}
+
+/*
  * Read the attempt's spec.json and prepare what the worker is given;
  * then start the preparation, or the worker when there is nothing to
  * prepare. On return a->pid is set, or a->res.reason says why there is
@@ -717,6 +771,7 @@ attempt_start(struct sup *s, struct attempt *a, const char *run, const char *ite
 	struct result *res = &a->res;
 	char path[AG_PATH_MAX], att[32];
 	struct ag_buf b = { 0 };
+	const char *sandbox;
 	json_t *v;
 	int dispatch;
 
@@ -744,9 +799,11 @@ attempt_start(struct sup *s, struct attempt *a, const char *run, const char *ite
 		return;
 	}
 	dispatch = json_object_get(a->spec, "subagent") != NULL;
-	if ((v = json_object_get(a->spec, "sandbox")) && strcmp(json_string_value(v), "none") != 0) {
-		snprintf(res->reason, sizeof(res->reason), "sandbox '%s' is not available",
-		    json_string_value(v));
+	sandbox = json_string_value(json_object_get(a->spec, "sandbox"));
+	if (sandbox && strcmp(sandbox, "none") == 0)
+		sandbox = NULL;
+	if (sandbox && strcmp(sandbox, "bwrap") != 0) {
+		snprintf(res->reason, sizeof(res->reason), "unknown sandbox '%s'", sandbox);
 		res->permanent = 1;
 		return;
 	}
@@ -778,6 +835,8 @@ attempt_start(struct sup *s, struct attempt *a, const char *run, const char *ite
 		res->permanent = 1;
 		return;
 	}
+	if (sandbox && sandbox_wrap(s, a) < 0)
+		return;
 	v = json_object_get(a->spec, "cwd");
 	if (dispatch)
 		ag_path(path, sizeof(path), "%s/worktree", a->adir);

@@ -84,13 +84,14 @@ static const char default_conf[] =
 "# run with /bin/sh -c in the worktree. passEnv adds names for it; timeout\n"
 "# is its items' timeout unless they give one; each attempt takes one unit\n"
 "# of each slot in slots; sandbox = bwrap confines it with bubblewrap\n"
-"# (none: not at all).\n"
+"# (none: not at all), without a network unless network = host.\n"
 "#[subagent \"code-edit\"]\n"
 "#\tcommand = /usr/local/bin/my-agent --edit\n"
 "#\tpassEnv = ANTHROPIC_API_KEY\n"
 "#\ttimeout = 2h\n"
 "#\tslots = llm\n"
-"#\tsandbox = bwrap\n";
+"#\tsandbox = bwrap\n"
+"#\tnetwork = host\n";
 
 static int
 make_keys(const char *dir)

@@ -578,6 +578,8 @@ dispatch_spec(json_t *spec, const struct tick *t, const struct ag_executor *ex,
 	json_object_set_new(spec, "sh", json_string(a->command));
 	env_list_json(json_object_get(spec, "passEnv"), a->passenv, a->npassenv);
 	json_object_set_new(spec, "sandbox", json_string(a->sandbox ? a->sandbox : "none"));
+	if (a->share_net)
+		json_object_set_new(spec, "network", json_string("host"));
 	if (json_is_string(repo))
 		json_object_set(spec, "repo", repo);
 	else if (ex->repo)
