@@ -23,7 +23,7 @@ main(int argc, char **argv)
 	struct ag_conf conf;
 	struct ag_buf text, errs;
 	const char *dir = NULL;
-	json_t *plan = NULL;
+	struct ag_plan plan = { 0 };
 	size_t n;
 	int c, rc;
 
@@ -58,9 +58,9 @@ main(int argc, char **argv)
 	} else if (rc < 0) {
 		ag_die(rc);
 	}
-	n = json_array_size(json_object_get(plan, "items"));
+	n = plan.nitems;
 	printf("%s: ok (%zu item%s)\n", po.name, n, n == 1 ? "" : "s");
-	json_decref(plan);
+	ag_plan_release(&plan);
 	ag_buf_release(&text);
 	ag_buf_release(&errs);
 	ag_conf_release(&conf);

@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 #include <sys/types.h>
 
 #include <jansson.h>
@@ -102,6 +103,8 @@ int ag_write_atomic(const char *path, const void *data, size_t len, int mode);
 int ag_write_replace(const char *path, const void *data, size_t len, int mode);
 /* O_EXCL create, write, fsync, fsync the directory (AG_EEXISTS if present). */
 int ag_create_excl(const char *path, const void *data, size_t len, int mode);
+/* The same, the data in n parts. */
+int ag_create_excl_parts(const char *path, const struct iovec *parts, size_t n, int mode);
 /* Read a whole file (or "-" for stdin) of at most max bytes. */
 int ag_read_file(struct ag_buf *out, const char *path, size_t max);
 int ag_mkdir(const char *path, int mode);
@@ -220,11 +223,24 @@ struct ag_plan_opts {
 };
 
 /*
+ * A normalized plan: the run's own fields, and its items as text, one
+ * compact JSON object per line, each line ending ",\n". Only the items'
+ * text is kept, so that a 100 000-item plan never sits in memory as JSON
+ * values.
+ */
+struct ag_plan {
+	json_t *head;		/* id, queue, actor, title, maxAttempts */
+	struct ag_buf items;
+	size_t nitems;
+};
+
+/*
  * Parse and validate a plan in either format. On failure returns
  * AG_EINVALID and appends every error to errs, one per line.
  */
-int ag_plan_parse(json_t **out, struct ag_buf *errs, const struct ag_conf *conf,
+int ag_plan_parse(struct ag_plan *out, struct ag_buf *errs, const struct ag_conf *conf,
     const char *text, size_t len, const struct ag_plan_opts *o);
+void ag_plan_release(struct ag_plan *p);
 
 /* ---- state.c: a run's state, rebuilt from status.jsonl ---- */
 
@@ -320,8 +336,12 @@ int ag_run_follow(struct ag_run *r, void (*cb)(void *, const char *, size_t, con
 void ag_run_free(struct ag_run *r);
 /* The item's object from plan.json, read again (its inputs are not kept). */
 int ag_run_item_spec(json_t **out, const struct ag_run *r, size_t i);
-/* plan.json text: the run's fields on the first line, then one item per line. */
-int ag_plan_write(char **out, const json_t *plan);
+/*
+ * Create a plan file as plan.json lays it out: the run's fields on the
+ * first line, up to "items":[, then one item per line; with count, the
+ * fields hold itemCount. O_EXCL and fsync'ed, as ag_create_excl.
+ */
+int ag_plan_save(const char *path, const struct ag_plan *p, int count, int mode);
 int ag_run_item(const struct ag_run *r, const char *id, size_t *out);
 /* Apply one parsed event to the in-memory state. */
 void ag_run_apply(struct ag_run *r, const json_t *ev);

@@ -144,14 +144,18 @@ ag_write_replace(const char *path, const void *data, size_t len, int mode)
 }
 
 int
-ag_create_excl(const char *path, const void *data, size_t len, int mode)
+ag_create_excl_parts(const char *path, const struct iovec *parts, size_t n, int mode)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+	size_t i;
 
 	if (fd < 0)
 		return ag_error_sys(errno == EEXIST ? AG_EEXISTS : AG_ERROR,
 		    "cannot create '%s'", path);
-	if (ag_write_all(fd, data, len) < 0 || fsync(fd) < 0) {
+	for (i = 0; i < n; i++)
+		if (ag_write_all(fd, parts[i].iov_base, parts[i].iov_len) < 0)
+			break;
+	if (i < n || fsync(fd) < 0) {
 		int rc = ag_error_sys(AG_ERROR, "cannot write '%s'", path);
 		close(fd);
 		unlink(path);
@@ -159,6 +163,14 @@ ag_create_excl(const char *path, const void *data, size_t len, int mode)
 	}
 	close(fd);
 	return ag_fsync_parent(path);
+}
+
+int
+ag_create_excl(const char *path, const void *data, size_t len, int mode)
+{
+	struct iovec part = { (void *)data, len };
+
+	return ag_create_excl_parts(path, &part, 1, mode);
 }
 
 int

@@ -13,17 +13,31 @@
 
 #include "banned.h"
 
+struct gdep {
+	size_t item;	/* the item that depends */
+	size_t name;	/* the id it names */
+	size_t origin;	/* the plan path that says so; 0: $.items[item].depends_on[at] */
+	size_t at;
+};
+
 struct vctx {
 	const char *name;
 	struct ag_buf *errs;
 	size_t nerrs;
 	const struct ag_conf *conf;
 	/*
-	 * Parallel to the normalized items: for each depends_on entry, the
-	 * JSON path it came from (an entry of depends_on, a needs.*.from or a
-	 * porki edge), so that graph errors point at what the author wrote.
+	 * What the graph checks need, and no more, so that a plan's items
+	 * can be dropped once checked: each item's id, and each depends_on
+	 * entry with the JSON path it came from (an entry of depends_on, a
+	 * needs.*.from or a porki edge), so that graph errors point at what
+	 * the author wrote. Strings live in pool; ids[i] and the offsets in
+	 * deps are 1 + their offset there, 0 for none.
 	 */
-	json_t *origins;
+	struct ag_buf pool;
+	size_t *ids, nitems, icap;
+	struct gdep *deps;
+	size_t ndeps, dcap;
+	char origin[AG_JPATH_MAX];	/* dep_origin's answer */
 	const char *what;	/* "item" or "node", for messages */
 	int oom;		/* out of memory: the plan could not be checked */
 };
@@ -260,31 +274,92 @@ check_dispatch_inputs(struct vctx *v, const char *path, const json_t *inputs,
 		want_type(v, sub, f, JSON_STRING, "string");
 }
 
+/* Keep a string for the graph checks: 1 + its offset in the pool, 0 when out of memory. */
+static size_t
+pool_add(struct vctx *v, const char *str)
+{
+	size_t at = v->pool.len;
+
+	if (ag_buf_put(&v->pool, str, strlen(str) + 1) < 0) {
+		v->oom = 1;
+		return 0;
+	}
+	return at + 1;
+}
+
+static const char *
+pool_str(const struct vctx *v, size_t at)
+{
+	return at ? v->pool.ptr + at - 1 : NULL;
+}
+
 /*
- * Append a normalized item to items, with its (empty) list of dependency
- * origins; the caller sets the fields, depends_on among them.
+ * A new normalized item, the next one the graph checks see; the caller
+ * sets its fields, depends_on among them, and keeps it.
  */
 static json_t *
-new_item(struct vctx *v, json_t *items)
+new_item(struct vctx *v)
 {
-	json_t *n = json_object();
+	json_t *n;
 
-	json_array_append_new(items, n);
-	json_array_append_new(v->origins, json_array());
+	if (v->nitems == v->icap) {
+		size_t cap = v->icap ? 2 * v->icap : 64;
+		size_t *ids = realloc(v->ids, cap * sizeof(*ids));
+		if (!ids) {
+			v->oom = 1;
+			return NULL;
+		}
+		v->ids = ids;
+		v->icap = cap;
+	}
+	if (!(n = json_object())) {
+		v->oom = 1;
+		return NULL;
+	}
+	v->ids[v->nitems++] = 0;
 	return n;
 }
 
-/* items[i] depends on dep, which the plan says at path. */
+/* The id of item i, once it is known to be valid. */
 static void
-add_dep(struct vctx *v, json_t *items, size_t i, json_t *dep, const char *path)
+set_item_id(struct vctx *v, size_t i, const char *id)
 {
-	json_array_append(json_object_get(json_array_get(items, i), "depends_on"), dep);
-	json_array_append_new(json_array_get(v->origins, i), json_string(path));
+	v->ids[i] = pool_add(v, id);
 }
 
-/* Validate one agora-format item and add its normalized form to items. */
+/*
+ * Item i (normalized as n) depends on dep, which the plan says at path,
+ * or when path is NULL at $.items[i].depends_on[at].
+ */
 static void
-check_item(struct vctx *v, const char *path, json_t *it, json_t *items)
+add_dep(struct vctx *v, json_t *n, size_t i, json_t *dep, const char *path, size_t at)
+{
+	struct gdep *d;
+
+	json_array_append(json_object_get(n, "depends_on"), dep);
+	if (v->ndeps == v->dcap) {
+		size_t cap = v->dcap ? 2 * v->dcap : 64;
+		if (!(d = realloc(v->deps, cap * sizeof(*d)))) {
+			v->oom = 1;
+			return;
+		}
+		v->deps = d;
+		v->dcap = cap;
+	}
+	d = &v->deps[v->ndeps++];
+	d->item = i;
+	d->name = pool_add(v, json_string_value(dep));
+	d->origin = path ? pool_add(v, path) : 0;
+	d->at = at;
+}
+
+/*
+ * Validate one agora-format item; its normalized form, or NULL when out
+ * of memory. Even a wrong one takes its place, so that the graph's item i
+ * is $.items[i].
+ */
+static json_t *
+check_item(struct vctx *v, const char *path, json_t *it)
 {
 	char sub[AG_JPATH_MAX];
 	json_t *n, *f, *e;
@@ -292,18 +367,20 @@ check_item(struct vctx *v, const char *path, json_t *it, json_t *items)
 	const char *k;
 	size_t i, self;
 
-	/* even a wrong one takes its place, so that items[i] is $.items[i] */
-	n = new_item(v, items);
-	self = json_array_size(items) - 1;
+	if (!(n = new_item(v)))
+		return NULL;
+	self = v->nitems - 1;
 	if (!want_type(v, path, it, JSON_OBJECT, "object"))
-		return;
+		return n;
 	unknown_fields(v, path, it, item_fields);
 
 	snprintf(sub, sizeof(sub), "%s.id", path);
 	if (!(f = json_object_get(it, "id")))
 		verr(v, sub, "missing required field");
-	else if (check_id(v, sub, f))
+	else if (check_id(v, sub, f)) {
 		json_object_set(n, "id", f);
+		set_item_id(v, self, json_string_value(f));
+	}
 
 	snprintf(sub, sizeof(sub), "%s.executor", path);
 	if (!(f = json_object_get(it, "executor")))
@@ -339,7 +416,7 @@ check_item(struct vctx *v, const char *path, json_t *it, json_t *items)
 			snprintf(dsub, sizeof(dsub), "%s[%zu]", sub, i);
 			/* only valid ids reach the graph checks and the messages */
 			if (check_id(v, dsub, e))
-				add_dep(v, items, self, e, dsub);
+				add_dep(v, n, self, e, NULL, i);
 		}
 	}
 
@@ -417,7 +494,7 @@ check_item(struct vctx *v, const char *path, json_t *it, json_t *items)
 		 */
 		if (ag_map_init(&named, json_array_size(deps) + json_object_size(f)) < 0) {
 			v->oom = 1;
-			return;
+			return n;
 		}
 		json_array_foreach(deps, i, e)
 			ag_map_put(&named, json_string_value(e), i);
@@ -435,7 +512,7 @@ check_item(struct vctx *v, const char *path, json_t *it, json_t *items)
 				verr(v, fsub, "missing required field");
 			else if (check_id(v, fsub, from) &&
 			    ag_map_get(&named, json_string_value(from), &at) < 0) {
-				add_dep(v, items, self, from, fsub);
+				add_dep(v, n, self, from, fsub, 0);
 				ag_map_put(&named, json_string_value(from), 0);
 			}
 			snprintf(fsub, sizeof(fsub), "%s.select", nsub);
@@ -471,6 +548,7 @@ check_item(struct vctx *v, const char *path, json_t *it, json_t *items)
 		ag_map_release(&named);
 		json_object_set(n, "needs", f);
 	}
+	return n;
 }
 
 /*
@@ -544,7 +622,9 @@ convert_porki(struct vctx *v, json_t *root, json_t *plan, const struct ag_plan_o
 		json_t *n, *inputs;
 		snprintf(path, sizeof(path), "$.nodes[%zu]", i);
 		/* even a wrong one takes its place, so that items[i] is $.nodes[i] */
-		n = new_item(v, items);
+		if (!(n = new_item(v)))
+			break;
+		json_array_append_new(items, n);
 		if (!want_type(v, path, e, JSON_OBJECT, "object"))
 			continue;
 		unknown_fields(v, path, e, node_fields);
@@ -554,7 +634,8 @@ convert_porki(struct vctx *v, json_t *root, json_t *plan, const struct ag_plan_o
 			verr(v, sub, "missing required field");
 		else if (check_id(v, sub, f)) {
 			json_object_set(n, "id", f);
-			ag_map_put(&idx, json_string_value(f), json_array_size(items) - 1);
+			set_item_id(v, v->nitems - 1, json_string_value(f));
+			ag_map_put(&idx, json_string_value(f), v->nitems - 1);
 		}
 		if (executor)
 			json_object_set_new(n, "executor", json_string(executor));
@@ -620,7 +701,7 @@ convert_porki(struct vctx *v, json_t *root, json_t *plan, const struct ag_plan_o
 				ok = 0;
 			}
 			if (ok)
-				add_dep(v, items, at, src, path);
+				add_dep(v, json_array_get(items, at), at, src, path, 0);
 		}
 	}
 	ag_map_release(&idx);
@@ -629,20 +710,34 @@ convert_porki(struct vctx *v, json_t *root, json_t *plan, const struct ag_plan_o
 /* One dependency of an item, as the graph checks see it. */
 struct dep {
 	size_t to;	/* the item depended on */
-	size_t at;	/* its index in depends_on, which names its origin */
+	size_t at;	/* its entry in v->deps, which names its origin */
 };
 
-/* The plan path that states items[i]'s depends_on[at]. */
+/* The plan path that states dependency k. */
 static const char *
-dep_origin(const struct vctx *v, size_t i, size_t at)
+dep_origin(struct vctx *v, size_t k)
 {
-	return json_string_value(json_array_get(json_array_get(v->origins, i), at));
+	const struct gdep *d = &v->deps[k];
+
+	if (d->origin)
+		return pool_str(v, d->origin);
+	snprintf(v->origin, sizeof(v->origin), "$.items[%zu].depends_on[%zu]", d->item, d->at);
+	return v->origin;
 }
 
 static const char *
-item_id(json_t *items, size_t i)
+item_id(const struct vctx *v, size_t i)
 {
-	return json_string_value(json_object_get(json_array_get(items, i), "id"));
+	return pool_str(v, v->ids[i]);
+}
+
+/* The same for a message: an item in a cycle always has an id. */
+static const char *
+cycle_id(const struct vctx *v, size_t i)
+{
+	const char *id = item_id(v, i);
+
+	return id ? id : "?";
 }
 
 /*
@@ -653,7 +748,7 @@ item_id(json_t *items, size_t i)
  * error points at the plan entry that states the first arrow.
  */
 static void
-report_cycle(struct vctx *v, json_t *items, struct dep **adj, const size_t *stack,
+report_cycle(struct vctx *v, struct dep **adj, const size_t *stack,
     const size_t *pos, size_t s, size_t sp, int porki)
 {
 	struct ag_buf cyc;
@@ -663,25 +758,25 @@ report_cycle(struct vctx *v, json_t *items, struct dep **adj, const size_t *stac
 	/* verr's line holds 1024 bytes: a long cycle is cut after 700 */
 	ag_buf_init(&cyc, 4096);
 	if (porki) {
-		path = dep_origin(v, u, adj[u][pos[sp - 1] - 1].at);
-		ag_buf_printf(&cyc, "%s", item_id(items, w));
+		path = dep_origin(v, adj[u][pos[sp - 1] - 1].at);
+		ag_buf_printf(&cyc, "%s", cycle_id(v, w));
 		for (k = sp; k-- > s;) {
 			if (cyc.len > 700 && k > s) {
 				ag_buf_puts(&cyc, " -> ...");
 				k = s;
 			}
-			ag_buf_printf(&cyc, " -> %s", item_id(items, stack[k]));
+			ag_buf_printf(&cyc, " -> %s", cycle_id(v, stack[k]));
 		}
 	} else {
-		path = dep_origin(v, w, adj[w][pos[s] - 1].at);
+		path = dep_origin(v, adj[w][pos[s] - 1].at);
 		for (k = s; k < sp; k++) {
 			if (cyc.len > 700) {
 				ag_buf_puts(&cyc, "... -> ");
 				break;
 			}
-			ag_buf_printf(&cyc, "%s -> ", item_id(items, stack[k]));
+			ag_buf_printf(&cyc, "%s -> ", cycle_id(v, stack[k]));
 		}
-		ag_buf_printf(&cyc, "%s", item_id(items, w));
+		ag_buf_printf(&cyc, "%s", cycle_id(v, w));
 	}
 	verr(v, path, "dependency cycle: %s", cyc.ptr ? cyc.ptr : "");
 	ag_buf_release(&cyc);
@@ -694,16 +789,15 @@ report_cycle(struct vctx *v, json_t *items, struct dep **adj, const size_t *stac
  * memory, when the plan could not be checked at all.
  */
 static int
-check_graph(struct vctx *v, json_t *items, int porki)
+check_graph(struct vctx *v, int porki)
 {
 	const char *list_name = porki ? "nodes" : "items";
-	size_t n = json_array_size(items), i, j, at;
+	size_t n = v->nitems, i, j, k, at;
 	struct ag_map idx;
 	struct dep **adj = NULL;
 	size_t *nadj = NULL, *seen = NULL, *stack = NULL, *pos = NULL;
 	unsigned char *color = NULL;
 	char path[AG_JPATH_MAX];
-	json_t *it, *d;
 	int rc = AG_ERROR;
 
 	if (ag_map_init(&idx, n) < 0)
@@ -716,8 +810,8 @@ check_graph(struct vctx *v, json_t *items, int porki)
 	pos = calloc(n + 1, sizeof(*pos));
 	if (!adj || !nadj || !seen || !color || !stack || !pos)
 		goto out;
-	json_array_foreach(items, i, it) {
-		const char *id = json_string_value(json_object_get(it, "id"));
+	for (i = 0; i < n; i++) {
+		const char *id = item_id(v, i);
 		if (!id)
 			continue;	/* missing or invalid: already said */
 		if (ag_map_get(&idx, id, &at) == 0) {
@@ -727,19 +821,29 @@ check_graph(struct vctx *v, json_t *items, int porki)
 			goto out;
 		}
 	}
-	json_array_foreach(items, i, it) {
-		json_t *deps = json_object_get(it, "depends_on");
-		const char *id = json_string_value(json_object_get(it, "id"));
-		if (!(adj[i] = calloc(json_array_size(deps) + 1, sizeof(**adj))))
+	/* each item's dependencies, in the order the plan gives them */
+	for (k = 0; k < v->ndeps; k++)
+		nadj[v->deps[k].item]++;
+	for (i = 0; i < n; i++) {
+		if (!(adj[i] = calloc(nadj[i] + 1, sizeof(**adj))))
 			goto out;
-		json_array_foreach(deps, j, d) {
-			if (ag_map_get(&idx, json_string_value(d), &at) < 0) {
-				verr(v, dep_origin(v, i, j), "unknown dependency '%s'",
-				    json_string_value(d));
+		nadj[i] = 0;
+	}
+	for (k = 0; k < v->ndeps; k++)
+		adj[v->deps[k].item][nadj[v->deps[k].item]++].at = k;
+	for (i = 0; i < n; i++) {
+		const char *id = item_id(v, i);
+		size_t m = nadj[i];
+		nadj[i] = 0;
+		for (j = 0; j < m; j++) {
+			size_t kk = adj[i][j].at;
+			const char *d = pool_str(v, v->deps[kk].name);
+			if (ag_map_get(&idx, d, &at) < 0) {
+				verr(v, dep_origin(v, kk), "unknown dependency '%s'", d);
 				continue;
 			}
-			if (id && strcmp(id, json_string_value(d)) == 0) {
-				verr(v, dep_origin(v, i, j), "%s '%s' depends on itself", v->what, id);
+			if (id && strcmp(id, d) == 0) {
+				verr(v, dep_origin(v, kk), "%s '%s' depends on itself", v->what, id);
 				continue;
 			}
 			/* a dependency named twice (depends_on and needs) is one edge */
@@ -747,7 +851,7 @@ check_graph(struct vctx *v, json_t *items, int porki)
 				continue;
 			seen[at] = i + 1;
 			adj[i][nadj[i]].to = at;
-			adj[i][nadj[i]++].at = j;
+			adj[i][nadj[i]++].at = kk;
 		}
 	}
 	/* 0 white, 1 on the stack, 2 finished */
@@ -771,7 +875,7 @@ check_graph(struct vctx *v, json_t *items, int porki)
 					while (s > 0 && stack[s - 1] != w)
 						s--;
 					if (s > 0 && s < sp)
-						report_cycle(v, items, adj, stack, pos, s - 1, sp, porki);
+						report_cycle(v, adj, stack, pos, s - 1, sp, porki);
 				}
 			} else {
 				color[u] = 2;
@@ -826,82 +930,282 @@ check_queue(struct vctx *v, json_t *plan, const struct ag_plan_opts *o)
 	}
 }
 
-int
-ag_plan_parse(json_t **out, struct ag_buf *errs, const struct ag_conf *conf,
-    const char *text, size_t len, const struct ag_plan_opts *o)
+/* The run's own fields of an agora plan. */
+static void
+check_top(struct vctx *v, json_t *root, json_t *plan)
 {
 	static const char *const top[] = { "id", "queue", "items", "maxAttempts", "title",
 		"actor", NULL };
-	struct vctx v = { o->name, errs, 0, conf, NULL, "item", 0 };
-	json_error_t jerr;
-	json_t *root = NULL, *plan = NULL, *items, *f, *it;
-	size_t i;
-	char path[AG_JPATH_MAX];
-	int porki, rc = AG_EINVALID;
+	json_t *f;
 
-	*out = NULL;
+	unknown_fields(v, "$", root, top);
+	if ((f = json_object_get(root, "id")) && check_id(v, "$.id", f))
+		json_object_set(plan, "id", f);
+	if ((f = json_object_get(root, "queue")) && check_id(v, "$.queue", f))
+		json_object_set(plan, "queue", f);
+	if ((f = json_object_get(root, "title")) && want_type(v, "$.title", f, JSON_STRING, "string"))
+		json_object_set(plan, "title", f);
+	if ((f = json_object_get(root, "actor"))) {
+		check_actor(v, "$.actor", f);
+		json_object_set(plan, "actor", f);
+	}
+	if ((f = json_object_get(root, "maxAttempts")) && check_int(v, "$.maxAttempts", f, 1, 1000))
+		json_object_set(plan, "maxAttempts", f);
+}
+
+/* Add a normalized item to the plan's text. */
+static int
+put_item(struct ag_plan *out, const json_t *n)
+{
+	char *line = json_dumps(n, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	int rc;
+
+	if (!line)
+		return ag_error_set(AG_ERROR, "out of memory");
+	if ((rc = ag_buf_puts(&out->items, line)) == 0 && (rc = ag_buf_puts(&out->items, ",\n")) == 0)
+		out->nitems++;
+	free(line);
+	return rc;
+}
+
+static size_t
+skip_ws(const char *s, size_t len, size_t i)
+{
+	while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+		i++;
+	return i;
+}
+
+/*
+ * Where the JSON value at s[i] ends, going by quotes and brackets alone,
+ * or 0. jansson parses the value after, so a wrong guess is an error,
+ * never a wrong value.
+ */
+static size_t
+value_end(const char *s, size_t len, size_t i)
+{
+	size_t depth = 0;
+
+	while (i < len) {
+		char c = s[i];
+		if (c == '"') {
+			for (i++; i < len && s[i] != '"'; i++)
+				if (s[i] == '\\')
+					i++;
+			if (i >= len)
+				return 0;
+			if (++i, depth == 0)
+				return i;
+		} else if (c == '{' || c == '[') {
+			depth++;
+			i++;
+		} else if (c == '}' || c == ']') {
+			if (depth == 0)
+				return i;
+			i++;
+			if (--depth == 0)
+				return i;
+		} else if (depth == 0 && (c == ',' || c == ' ' || c == '\t' || c == '\n' ||
+		    c == '\r' || c == ':')) {
+			return i;
+		} else {
+			i++;
+		}
+	}
+	return depth == 0 ? i : 0;
+}
+
+static json_t *
+load_value(const char *s, size_t from, size_t to)
+{
+	return json_loadb(s + from, to - from,
+	    JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
+}
+
+/*
+ * The way for a big plan: an agora plan read one item at a time, each
+ * parsed, checked, written out and dropped in turn, so that memory never
+ * holds the whole plan as JSON values. The run's own fields go into root.
+ * At anything unusual (an error, a porki DAG, a duplicate key) it returns
+ * 1, and the caller starts over on the whole text, so that every message
+ * is the one the plain way gives.
+ */
+static int
+stream_items(struct vctx *v, json_t *root, struct ag_plan *out, const char *s, size_t len)
+{
+	char path[AG_JPATH_MAX];
+	size_t i = skip_ws(s, len, 0), e;
+	int items = 0, rc = 1;
+	json_t *key = NULL, *val, *it, *n;
+	const char *k;
+
+	if (i >= len || s[i] != '{')
+		return 1;
+	for (i = skip_ws(s, len, i + 1);; i = skip_ws(s, len, i + 1)) {
+		json_decref(key);
+		key = NULL;
+		if (i >= len || s[i] != '"' || !(e = value_end(s, len, i)) ||
+		    !(key = load_value(s, i, e)) || !json_is_string(key))
+			goto out;
+		k = json_string_value(key);
+		if (strlen(k) != json_string_length(key) || strcmp(k, "nodes") == 0 ||
+		    strcmp(k, "goal_id") == 0 || json_object_get(root, k))
+			goto out;
+		i = skip_ws(s, len, e);
+		if (i >= len || s[i] != ':')
+			goto out;
+		i = skip_ws(s, len, i + 1);
+		if (strcmp(k, "items") != 0) {
+			if (!(e = value_end(s, len, i)) || !(val = load_value(s, i, e)) ||
+			    json_object_set_new(root, k, val) < 0)
+				goto out;
+			i = e;
+		} else {
+			if (items || i >= len || s[i] != '[')
+				goto out;
+			items = 1;
+			for (i = skip_ws(s, len, i + 1);; i = skip_ws(s, len, i + 1)) {
+				if (v->nitems >= AG_ITEMS_MAX || !(e = value_end(s, len, i)) ||
+				    !(it = load_value(s, i, e)))
+					goto out;
+				snprintf(path, sizeof(path), "$.items[%zu]", v->nitems);
+				check_strings(v, path, it, 2);
+				n = check_item(v, path, it);
+				json_decref(it);
+				if (!n || v->nerrs || v->oom || put_item(out, n) < 0) {
+					json_decref(n);
+					goto out;
+				}
+				json_decref(n);
+				i = skip_ws(s, len, e);
+				if (i >= len || s[i] != ',')
+					break;
+			}
+			if (i >= len || s[i] != ']')
+				goto out;
+			i++;
+		}
+		i = skip_ws(s, len, i);
+		if (i >= len || s[i] != ',')
+			break;
+	}
+	if (i < len && s[i] == '}' && skip_ws(s, len, i + 1) == len && items)
+		rc = 0;
+out:
+	json_decref(key);
+	return rc;
+}
+
+/* Forget what a try left, to start over. */
+static void
+vctx_reset(struct vctx *v, size_t errs_len)
+{
+	ag_buf_release(&v->pool);
+	ag_buf_init(&v->pool, 0);
+	free(v->ids);
+	free(v->deps);
+	v->ids = NULL;
+	v->deps = NULL;
+	v->nitems = v->icap = v->ndeps = v->dcap = 0;
+	v->nerrs = 0;
+	v->oom = 0;
+	v->what = "item";
+	if (v->errs->len > errs_len) {
+		v->errs->len = errs_len;
+		if (v->errs->ptr)
+			v->errs->ptr[errs_len] = '\0';
+	}
+}
+
+void
+ag_plan_release(struct ag_plan *p)
+{
+	json_decref(p->head);
+	p->head = NULL;
+	ag_buf_release(&p->items);
+	p->nitems = 0;
+}
+
+int
+ag_plan_parse(struct ag_plan *out, struct ag_buf *errs, const struct ag_conf *conf,
+    const char *text, size_t len, const struct ag_plan_opts *o)
+{
+	struct vctx v = { .name = o->name, .errs = errs, .conf = conf, .what = "item" };
+	json_error_t jerr;
+	json_t *root = NULL, *plan = NULL, *items = NULL, *f, *it;
+	size_t i, errs_len = errs->len;
+	char path[AG_JPATH_MAX];
+	int porki = 0, fast, rc = AG_EINVALID;
+
+	memset(out, 0, sizeof(*out));
+	ag_buf_init(&out->items, 0);
+	ag_buf_init(&v.pool, 0);
 	if (len > AG_PLAN_MAX) {
 		ag_buf_printf(errs, "%s: plan is larger than the limit of %d bytes\n",
 		    o->name, AG_PLAN_MAX);
 		return AG_EINVALID;
 	}
-	root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
-	if (!root) {
-		ag_buf_printf(errs, "%s:%d:%d: invalid JSON: %s\n", o->name, jerr.line,
-		    jerr.column, jerr.text);
-		return AG_EINVALID;
-	}
-	if (!json_is_object(root)) {
-		verr(&v, "$", "expected object, got %s", type_name(root));
-		goto out;
-	}
-	if (!(v.origins = json_array())) {
+	if (!(root = json_object()) || !(plan = json_object())) {
 		rc = ag_error_set(AG_ERROR, "out of memory");
 		goto out;
 	}
-	check_strings(&v, "$", root, 0);
-	plan = json_object();
-	porki = json_object_get(root, "nodes") || json_object_get(root, "goal_id");
-	if (porki) {
-		v.what = "node";
-		convert_porki(&v, root, plan, o);
-		items = json_object_get(plan, "items");
-	} else {
-		if (o->executor)
-			verr(&v, "--executor", "applies only to porki DAGs; "
-			    "the items of an agora plan name their executor");
-		unknown_fields(&v, "$", root, top);
-		if ((f = json_object_get(root, "id")) && check_id(&v, "$.id", f))
-			json_object_set(plan, "id", f);
-		if ((f = json_object_get(root, "queue")) && check_id(&v, "$.queue", f))
-			json_object_set(plan, "queue", f);
-		if ((f = json_object_get(root, "title")) && want_type(&v, "$.title", f, JSON_STRING, "string"))
-			json_object_set(plan, "title", f);
-		if ((f = json_object_get(root, "actor"))) {
-			check_actor(&v, "$.actor", f);
-			json_object_set(plan, "actor", f);
-		}
-		if ((f = json_object_get(root, "maxAttempts")) && check_int(&v, "$.maxAttempts", f, 1, 1000))
-			json_object_set(plan, "maxAttempts", f);
-		items = json_array();
-		json_object_set_new(plan, "items", items);
-		f = json_object_get(root, "items");
-		if (!f) {
-			verr(&v, "$.items", "missing required field");
-		} else if (want_type(&v, "$.items", f, JSON_ARRAY, "array")) {
-			if (json_array_size(f) == 0)
-				verr(&v, "$.items", "a plan needs at least one item");
-			else if (json_array_size(f) > AG_ITEMS_MAX)
-				verr(&v, "$.items", "%zu items is more than the limit of %d",
-				    json_array_size(f), AG_ITEMS_MAX);
-			else
-				json_array_foreach(f, i, it) {
-					snprintf(path, sizeof(path), "$.items[%zu]", i);
-					check_item(&v, path, it, items);
-				}
-		}
+	fast = stream_items(&v, root, out, text, len) == 0;
+	if (fast) {
+		check_strings(&v, "$", root, 0);
+		check_top(&v, root, plan);
 	}
-	if (v.oom || check_graph(&v, items, porki) < 0) {
+	if (!fast || v.nerrs || v.oom) {
+		/* the plain way: the whole plan in memory, every error said */
+		vctx_reset(&v, errs_len);
+		ag_buf_release(&out->items);
+		out->nitems = 0;
+		json_decref(root);
+		json_decref(plan);
+		plan = json_object();
+		root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+		if (!root) {
+			ag_buf_printf(errs, "%s:%d:%d: invalid JSON: %s\n", o->name, jerr.line,
+			    jerr.column, jerr.text);
+			goto out;
+		}
+		if (!json_is_object(root)) {
+			verr(&v, "$", "expected object, got %s", type_name(root));
+			goto out;
+		}
+		check_strings(&v, "$", root, 0);
+		porki = json_object_get(root, "nodes") || json_object_get(root, "goal_id");
+		if (porki) {
+			v.what = "node";
+			convert_porki(&v, root, plan, o);
+			items = json_incref(json_object_get(plan, "items"));
+			json_object_del(plan, "items");
+		} else {
+			if (o->executor)
+				verr(&v, "--executor", "applies only to porki DAGs; "
+				    "the items of an agora plan name their executor");
+			check_top(&v, root, plan);
+			items = json_array();
+			f = json_object_get(root, "items");
+			if (!f) {
+				verr(&v, "$.items", "missing required field");
+			} else if (want_type(&v, "$.items", f, JSON_ARRAY, "array")) {
+				if (json_array_size(f) == 0)
+					verr(&v, "$.items", "a plan needs at least one item");
+				else if (json_array_size(f) > AG_ITEMS_MAX)
+					verr(&v, "$.items", "%zu items is more than the limit of %d",
+					    json_array_size(f), AG_ITEMS_MAX);
+				else
+					json_array_foreach(f, i, it) {
+						snprintf(path, sizeof(path), "$.items[%zu]", i);
+						json_array_append_new(items, check_item(&v, path, it));
+					}
+			}
+		}
+	} else if (o->executor) {
+		verr(&v, "--executor", "applies only to porki DAGs; "
+		    "the items of an agora plan name their executor");
+	}
+	if (v.oom || check_graph(&v, porki) < 0) {
 		rc = ag_error_set(AG_ERROR, "out of memory checking plan '%s'", o->name);
 		goto out;
 	}
@@ -912,18 +1216,25 @@ ag_plan_parse(json_t **out, struct ag_buf *errs, const struct ag_conf *conf,
 			json_object_set_new(plan, "id", json_string(o->id));
 	}
 	check_queue(&v, plan, o);
-	if (v.nerrs == 0)
-		rc = 0;
+	if (v.nerrs)
+		goto out;
+	json_array_foreach(items, i, it)
+		if ((rc = put_item(out, it)) < 0)
+			goto out;
+	out->head = plan;
+	plan = NULL;
+	rc = 0;
 out:
 	json_decref(root);
-	json_decref(v.origins);
+	json_decref(items);
+	json_decref(plan);
+	ag_buf_release(&v.pool);
+	free(v.ids);
+	free(v.deps);
 	if (v.nerrs > AG_PLAN_ERRORS_MAX)
 		ag_buf_printf(errs, "%s: ... and %zu more error%s\n", o->name,
 		    v.nerrs - AG_PLAN_ERRORS_MAX, v.nerrs - AG_PLAN_ERRORS_MAX == 1 ? "" : "s");
-	if (rc < 0) {
-		json_decref(plan);
-		return rc;
-	}
-	*out = plan;
-	return 0;
+	if (rc < 0)
+		ag_plan_release(out);
+	return rc;
 }

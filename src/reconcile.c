@@ -902,11 +902,11 @@ reject(struct tick *t, const char *name, const char *why)
 }
 
 static int
-create_run(struct tick *t, json_t *plan, const char *id, const char *name)
+create_run(struct tick *t, struct ag_plan *plan, const char *id, const char *name)
 {
 	char tmp[AG_PATH_MAX], path[AG_PATH_MAX], dst[AG_PATH_MAX], zeros[65], at[AG_TIME_LEN];
 	json_t *ev;
-	char *text = NULL, *line = NULL;
+	char *line = NULL;
 	int rc;
 
 	if ((rc = ag_path(tmp, sizeof(tmp), "%s/runs/.new-%s", t->dir, id)) < 0 ||
@@ -915,12 +915,10 @@ create_run(struct tick *t, json_t *plan, const char *id, const char *name)
 	remove_run_tmp(tmp);
 	if (mkdir(tmp, 0755) < 0)
 		return ag_error_sys(AG_ERROR, "cannot create '%s'", tmp);
-	json_object_set_new(plan, "submittedAt", json_integer(name_time_us(name)));
-	json_object_set_new(plan, "source", json_string(name));
-	if ((rc = ag_plan_write(&text, plan)) < 0)
-		goto out;
+	json_object_set_new(plan->head, "submittedAt", json_integer(name_time_us(name)));
+	json_object_set_new(plan->head, "source", json_string(name));
 	if ((rc = ag_path(path, sizeof(path), "%s/plan.json", tmp)) < 0 ||
-	    (rc = ag_create_excl(path, text, strlen(text), 0444)) < 0)
+	    (rc = ag_plan_save(path, plan, 1, 0444)) < 0)
 		goto out;
 	memset(zeros, '0', 64);
 	zeros[64] = '\0';
@@ -930,10 +928,9 @@ create_run(struct tick *t, json_t *plan, const char *id, const char *name)
 	json_object_set_new(ev, "at", json_string(at));
 	json_object_set_new(ev, "run", json_string(id));
 	json_object_set_new(ev, "event", json_string("run.submitted"));
-	json_object_set(ev, "actor", json_object_get(plan, "actor"));
-	json_object_set(ev, "queue", json_object_get(plan, "queue"));
-	json_object_set_new(ev, "items", json_integer((json_int_t)json_array_size(
-	    json_object_get(plan, "items"))));
+	json_object_set(ev, "actor", json_object_get(plan->head, "actor"));
+	json_object_set(ev, "queue", json_object_get(plan->head, "queue"));
+	json_object_set_new(ev, "items", json_integer((json_int_t)plan->nitems));
 	json_object_set_new(ev, "globalOffset", json_integer((json_int_t)global_whole_len(t)));
 	json_object_set_new(ev, "globalPaused", json_boolean(t->global_paused));
 	json_object_set_new(ev, "prev", json_string(zeros));
@@ -968,7 +965,6 @@ create_run(struct tick *t, json_t *plan, const char *id, const char *name)
 out:
 	if (rc < 0)
 		remove_run_tmp(tmp);
-	free(text);
 	free(line);
 	return rc;
 }
@@ -988,20 +984,32 @@ activate(struct tick *t, const char *id)
 	return rc == AG_EEXISTS ? 0 : rc;
 }
 
-/* The plan.json "source" of an existing run, to tell a re-delivery from a clash. */
+/*
+ * The plan.json "source" of an existing run, to tell a re-delivery from a
+ * clash. Only the first line is read: it holds the run's own fields.
+ */
 static int
 same_source(const char *dir, const char *id, const char *name)
 {
-	char path[AG_PATH_MAX];
-	struct ag_buf b;
-	json_t *p;
+	static const char tail[] = ",\"items\":[";
+	char path[AG_PATH_MAX], *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	json_t *p = NULL;
+	FILE *f;
 	int same;
 
 	if (ag_path(path, sizeof(path), "%s/runs/%s/plan.json", dir, id) < 0 ||
-	    ag_read_file(&b, path, (size_t)AG_PLAN_MAX * 2) < 0)
+	    !(f = fopen(path, "re")))
 		return 0;
-	p = json_loadb(b.ptr, b.len, 0, NULL);
-	ag_buf_release(&b);
+	len = getline(&line, &cap, f);
+	fclose(f);
+	if (len > (ssize_t)sizeof(tail) && line[len - 1] == '\n' &&
+	    memcmp(line + len - sizeof(tail), tail, sizeof(tail) - 1) == 0) {
+		line[len - sizeof(tail)] = '}';
+		p = json_loadb(line, (size_t)len - sizeof(tail) + 1, 0, NULL);
+	}
+	free(line);
 	same = p && json_is_string(json_object_get(p, "source")) &&
 	    strcmp(json_string_value(json_object_get(p, "source")), name) == 0;
 	json_decref(p);
@@ -1014,7 +1022,7 @@ ingest_one(struct tick *t, const char *name)
 	char path[AG_PATH_MAX], to[AG_PATH_MAX], msg[512];
 	struct ag_plan_opts po = { 0 };
 	struct ag_buf text, errs;
-	json_t *plan = NULL;
+	struct ag_plan plan = { 0 };
 	const char *id;
 	int rc;
 
@@ -1038,13 +1046,13 @@ ingest_one(struct tick *t, const char *name)
 		rc = reject(t, name, errs.ptr ? errs.ptr : "invalid plan\n");
 		goto out;
 	}
-	id = json_string_value(json_object_get(plan, "id"));
+	id = json_string_value(json_object_get(plan.head, "id"));
 	if (!id) {
 		rc = reject(t, name, "plan has no run id\n");
 		goto out;
 	}
-	if (!json_object_get(plan, "actor"))
-		json_object_set_new(plan, "actor", json_string("unknown"));
+	if (!json_object_get(plan.head, "actor"))
+		json_object_set_new(plan.head, "actor", json_string("unknown"));
 	if ((rc = ag_path(path, sizeof(path), "%s/runs/%s", t->dir, id)) < 0)
 		goto out;
 	if (ag_exists(path)) {
@@ -1053,7 +1061,7 @@ ingest_one(struct tick *t, const char *name)
 			rc = reject(t, name, msg);
 			goto out;
 		}
-	} else if ((rc = create_run(t, plan, id, name)) < 0) {
+	} else if ((rc = create_run(t, &plan, id, name)) < 0) {
 		goto out;
 	}
 	if ((rc = activate(t, id)) < 0)
@@ -1069,7 +1077,7 @@ ingest_one(struct tick *t, const char *name)
 	ag_crash_point("ingest-done");
 out:
 	ag_buf_release(&errs);
-	json_decref(plan);
+	ag_plan_release(&plan);
 	return rc;
 }
 

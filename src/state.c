@@ -655,45 +655,37 @@ ag_run_item_spec(json_t **out, const struct ag_run *r, size_t i)
 }
 
 int
-ag_plan_write(char **out, const json_t *plan)
+ag_plan_save(const char *path, const struct ag_plan *p, int count, int mode)
 {
-	json_t *head = json_deep_copy(plan), *items = json_object_get(plan, "items"), *it;
-	struct ag_buf b;
-	char *s;
-	size_t i, len;
-	int rc = 0;
+	json_t *head = json_copy(p->head);
+	struct iovec parts[4];
+	char *s = NULL;
+	size_t len;
+	int rc;
 
-	*out = NULL;
-	json_object_del(head, "items");
-	json_object_set_new(head, "itemCount", json_integer((json_int_t)json_array_size(items)));
-	s = json_dumps(head, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(head);
-	if (!s)
+	if (!head || (count && json_object_set_new(head, "itemCount",
+	    json_integer((json_int_t)p->nitems)) < 0) ||
+	    !(s = json_dumps(head, JSON_COMPACT | JSON_PRESERVE_ORDER))) {
+		json_decref(head);
 		return ag_error_set(AG_ERROR, "out of memory");
-	ag_buf_init(&b, (size_t)AG_PLAN_MAX * 4);
-	len = strlen(s);
-	/* {"id":...} -> {"id":...,"items":[ */
-	if ((rc = ag_buf_put(&b, s, len - 1)) < 0 ||
-	    (rc = ag_buf_puts(&b, len > 2 ? ",\"items\":[\n" : "\"items\":[\n")) < 0)
-		goto out;
-	json_array_foreach(items, i, it) {
-		char *line = json_dumps(it, JSON_COMPACT | JSON_PRESERVE_ORDER);
-		if (!line) {
-			rc = ag_error_set(AG_ERROR, "out of memory");
-			goto out;
-		}
-		rc = ag_buf_printf(&b, "%s%s\n", line, i + 1 < json_array_size(items) ? "," : "");
-		free(line);
-		if (rc < 0)
-			goto out;
 	}
-	rc = ag_buf_puts(&b, "]}\n");
-out:
+	json_decref(head);
+	len = strlen(s);
+	if (p->nitems == 0 || p->items.len < 2 || len < 2) {
+		free(s);
+		return ag_error_set(AG_EINVALID, "'%s': a plan with no items", path);
+	}
+	/* {"id":...} -> {"id":...,"items":[ then the items, the last without its comma */
+	parts[0].iov_base = s;
+	parts[0].iov_len = len - 1;
+	parts[1].iov_base = len > 2 ? ",\"items\":[\n" : "\"items\":[\n";
+	parts[1].iov_len = strlen(parts[1].iov_base);
+	parts[2].iov_base = p->items.ptr;
+	parts[2].iov_len = p->items.len - 2;
+	parts[3].iov_base = "\n]}\n";
+	parts[3].iov_len = 4;
+	rc = ag_create_excl_parts(path, parts, 4, mode);
 	free(s);
-	if (rc < 0)
-		ag_buf_release(&b);
-	else
-		*out = ag_buf_detach(&b);
 	return rc;
 }
 

@@ -81,8 +81,7 @@ ag_submit(char **out, struct ag_buf *errs, const char *dir, const struct ag_subm
 	struct ag_conf conf;
 	struct ag_buf text = { 0 };
 	struct timeval tv;
-	json_t *plan = NULL;
-	char *data = NULL;
+	struct ag_plan plan = { 0 };
 	const char *id;
 	int rc, lockfd = -1;
 
@@ -107,12 +106,12 @@ ag_submit(char **out, struct ag_buf *errs, const char *dir, const struct ag_subm
 	if (o->actor) {
 		if ((rc = ag_actor_check(o->actor, strlen(o->actor))) < 0)
 			goto out;
-		json_object_set_new(plan, "actor", json_string(o->actor));
-	} else if (!json_object_get(plan, "actor")) {
+		json_object_set_new(plan.head, "actor", json_string(o->actor));
+	} else if (!json_object_get(plan.head, "actor")) {
 		ag_default_actor(actor, sizeof(actor));
-		json_object_set_new(plan, "actor", json_string(actor));
+		json_object_set_new(plan.head, "actor", json_string(actor));
 	}
-	if (!json_object_get(plan, "id")) {
+	if (!json_object_get(plan.head, "id")) {
 		unsigned char rnd[3];
 		char gen[64];
 		time_t now = time(NULL);
@@ -125,9 +124,9 @@ ag_submit(char **out, struct ag_buf *errs, const char *dir, const struct ag_subm
 		snprintf(gen, sizeof(gen), "run-%04d%02d%02d-%02d%02d%02d-%02x%02x%02x",
 		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
 		    tm.tm_sec, rnd[0], rnd[1], rnd[2]);
-		json_object_set_new(plan, "id", json_string(gen));
+		json_object_set_new(plan.head, "id", json_string(gen));
 	}
-	id = json_string_value(json_object_get(plan, "id"));
+	id = json_string_value(json_object_get(plan.head, "id"));
 
 	if ((rc = ag_path(path, sizeof(path), "%s/inbox/.lock", dir)) < 0 ||
 	    (rc = ag_lock_open(&lockfd, path, 0)) < 0)
@@ -150,13 +149,9 @@ ag_submit(char **out, struct ag_buf *errs, const char *dir, const struct ag_subm
 	gettimeofday(&tv, NULL);
 	snprintf(name, sizeof(name), "%010lld.%06ld.%ld,%s", (long long)tv.tv_sec,
 	    (long)tv.tv_usec, (long)getpid(), id);
-	if (!(data = json_dumps(plan, JSON_COMPACT | JSON_PRESERVE_ORDER))) {
-		rc = ag_error_set(AG_ERROR, "out of memory");
-		goto out;
-	}
 	if ((rc = ag_path(tmp, sizeof(tmp), "%s/inbox/tmp/%s", dir, name)) < 0 ||
 	    (rc = ag_path(path, sizeof(path), "%s/inbox/new/%s", dir, name)) < 0 ||
-	    (rc = ag_create_excl(tmp, data, strlen(data), 0644)) < 0)
+	    (rc = ag_plan_save(tmp, &plan, 0, 0644)) < 0)
 		goto out;
 	if (rename(tmp, path) < 0) {
 		rc = ag_error_sys(AG_ERROR, "cannot deliver '%s'", path);
@@ -171,8 +166,7 @@ ag_submit(char **out, struct ag_buf *errs, const char *dir, const struct ag_subm
 out:
 	if (lockfd >= 0)
 		close(lockfd);
-	free(data);
-	json_decref(plan);
+	ag_plan_release(&plan);
 	ag_buf_release(&text);
 	ag_conf_release(&conf);
 	return rc;

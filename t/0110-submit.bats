@@ -379,3 +379,45 @@ valid-porki.json: --queue: invalid id '../../q': $ID_SYNTAX"
 	run -0 inbox new
 	assert_output ""
 }
+
+# ---- plans read one item at a time ----
+
+@test "a plan is read item by item: fields after items, tricky strings and CRLF give the same plan.json" {
+	printf '{\r\n "items" : [ {"id":"a","executor":"exec","inputs":{"sh":"echo \\"]},{[\\" \\\\"},\r\n' > p.json
+	printf '   "depends_on":[],"resourceLocks":["x\\"]"]} ,\r\n' >> p.json
+	printf '  {"resourceLocks":[],"depends_on":["a"],"inputs":{"argv":["true"]},"executor":"exec","id":"b","priority":-3}\r\n' >> p.json
+	printf ' ] ,\r\n "title": "t ]}" , "id" :"late-id", "maxAttempts":2 }\r\n' >> p.json
+	run -0 agora-submit p.json
+	assert_output "late-id"
+	run -0 agora-reconcile
+	run -0 sed -e 's/"submittedAt":[0-9]*,"source":"[^"]*",//' "$D/runs/late-id/plan.json"
+	assert_output - <<'OUT'
+{"id":"late-id","queue":"default","title":"t ]}","actor":"human:root","maxAttempts":2,"itemCount":2,"items":[
+{"id":"a","executor":"exec","inputs":{"sh":"echo \"]},{[\" \\"},"depends_on":[],"resourceLocks":["x\"]"],"priority":0},
+{"id":"b","executor":"exec","inputs":{"argv":["true"]},"depends_on":["a"],"resourceLocks":[],"priority":-3}
+]}
+OUT
+}
+
+@test "what item-by-item reading cannot follow falls back to the whole plan, with its exact errors" {
+	# a duplicate top-level key, trailing bytes, and an error in the last item
+	printf '{"id":"r","items":[{"id":"a","executor":"exec","inputs":{"argv":["true"]},"depends_on":[],"resourceLocks":[]}],"id":"s"}\n' > dup.json
+	run -100 --separate-stderr agora-submit dup.json
+	assert_stderr "dup.json:1:115: invalid JSON: duplicate object key near '\"id\"'"
+	printf '{"id":"r","items":[{"id":"a","executor":"exec","inputs":{"argv":["true"]},"depends_on":[],"resourceLocks":[]}]} x\n' > tail.json
+	run -100 --separate-stderr agora-submit tail.json
+	assert_stderr "tail.json:1:113: invalid JSON: end of file expected near 'x'"
+	python3 - > last.json <<'PY'
+import json
+items = [{"id": "t%d" % i, "executor": "exec", "inputs": {"argv": ["true"]},
+          "depends_on": ["t%d" % (i - 1)] if i else [], "resourceLocks": []} for i in range(2000)]
+items[-1]["depends_on"] = ["nope"]
+items[-1]["bogus"] = 1
+print(json.dumps({"id": "r", "items": items}))
+PY
+	run -100 --separate-stderr agora-submit last.json
+	assert_stderr "last.json: \$.items[1999].bogus: unknown field
+last.json: \$.items[1999].depends_on[0]: unknown dependency 'nope'"
+	run -0 ls -A "$D/inbox/new"
+	assert_output ""
+}
