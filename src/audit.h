@@ -194,4 +194,78 @@ int ag_checkpoint_parse(struct ag_checkpoint *out, const char *note, size_t len)
 /* Load DIR/keys/signing.key (ag_key_load_private's rules). */
 int ag_signing_key(struct ag_key **out, const char *dir);
 
+/* "agora/run/<run>" and "agora/log", the checkpoints' origins. */
+#define AG_LOG_ORIGIN "agora/log"
+int ag_run_origin(char *out, size_t size, const char *run);
+
+/*
+ * One line of audit/log.jsonl, compact JSON in this key order:
+ * {"run":"<run>","size":N,"root":"<hex>","checkpoint":"<hex>"}
+ * root is the run's Merkle root over its first size lines, checkpoint the
+ * SHA-256 of the bytes of runs/<run>/checkpoint. The global tree's leaves
+ * are these lines' bytes, without the newline.
+ */
+struct ag_log_entry {
+	char run[AG_ID_MAX + 1];
+	uint64_t size;
+	unsigned char root[AG_HASH_LEN];
+	unsigned char checkpoint[AG_HASH_LEN];
+};
+
+/* Parse one line strictly: those four keys, nothing else, in that order. */
+int ag_log_entry_parse(struct ag_log_entry *out, const char *line, size_t len);
+/* The line (no newline) for an entry; *out is malloc'ed. */
+int ag_log_entry_format(char **out, const struct ag_log_entry *e);
+
+/* The global log in memory: every whole line of audit/log.jsonl. */
+struct ag_log {
+	uint64_t n;
+	unsigned char *leaves;		/* n leaf hashes */
+	struct ag_log_entry *entries;	/* n entries */
+	uint64_t bytes;			/* where the whole lines end */
+};
+
+/* Read a log.jsonl (a missing file is an empty log); a torn last line is left out. */
+int ag_log_read(struct ag_log *out, const char *path);
+/* Read DIR/audit/log.jsonl. */
+int ag_log_load(struct ag_log *out, const char *dir);
+void ag_log_release(struct ag_log *l);
+/* The index of run's entry, or AG_ENOTFOUND. */
+int ag_log_find(uint64_t *out, const struct ag_log *l, const char *run);
+/* The root of the first m entries. */
+int ag_log_root(unsigned char out[AG_HASH_LEN], const struct ag_log *l, uint64_t m);
+/* Proofs over the first n entries (n <= l->n). */
+int ag_log_consistency(struct ag_proof *out, const struct ag_log *l, uint64_t m, uint64_t n);
+int ag_log_inclusion(struct ag_proof *out, const struct ag_log *l, uint64_t index, uint64_t n);
+
+/*
+ * Append e to DIR/audit/log.jsonl unless its run has an entry already,
+ * and bring the global checkpoints up to date: audit/checkpoints/<size>
+ * for the size before the append and after it (created once, never
+ * replaced) and audit/checkpoint (the latest, replaced atomically). The
+ * caller holds tick.lock. *index is the run's entry. A crash anywhere
+ * leaves a state the next call completes, without a second entry.
+ */
+int ag_log_append(uint64_t *index, const char *dir, const struct ag_log_entry *e,
+    const struct ag_key *k);
+
+struct ag_run;
+
+struct ag_seal {
+	uint64_t size;			/* lines sealed: up to and including run.completed */
+	unsigned char root[AG_HASH_LEN];
+	unsigned char checkpoint[AG_HASH_LEN];	/* SHA-256 of runs/<run>/checkpoint */
+	uint64_t log_index;		/* the run's entry in audit/log.jsonl */
+};
+
+/*
+ * Seal a completed run, loaded writable under tick.lock: fsync its log;
+ * take the Merkle root of the lines up to and including run.completed;
+ * write runs/<run>/checkpoint (kept if a crashed seal already wrote the
+ * same origin, size and root); append to the global log; log run.sealed
+ * and fsync it. Crash points: seal-checkpoint, seal-log, seal-global,
+ * seal-event. Each step can be re-run.
+ */
+int ag_seal_run(struct ag_seal *out, const char *dir, struct ag_run *r, const struct ag_key *k);
+
 #endif
