@@ -40,6 +40,8 @@
  *   agora-helper note-verify PUB NOTE "ok", or fail with the reason
  *   agora-helper checkpoint-sign KEY ORIGIN FILE [N]   a checkpoint of FILE's lines
  *   agora-helper checkpoint-parse NOTE "origin O", "size N", "root HEX"
+ *   agora-helper anchor-read DIR ANCHOR RUN     the copy of RUN's checkpoint
+ *                                     that anchor ANCHOR of DIR/agora.conf holds
  * Errors go to stderr as "agora-helper: MESSAGE", with agora's exit codes.
  */
 #include "agora.h"
@@ -609,6 +611,22 @@ main(int argc, char **argv)
 		return sched_props((int)strtol(argv[2], NULL, 10), strtoull(argv[3], NULL, 10));
 	if (argc >= 9 && strcmp(argv[1], "done") == 0)
 		return done_cmd(argc, argv);
+	if (argc == 5 && strcmp(argv[1], "anchor-read") == 0) {
+		struct ag_conf conf;
+		const struct ag_anchor *a;
+		struct ag_buf b;
+		int rc;
+		if ((rc = ag_conf_load(&conf, argv[2])) < 0)
+			return fail(rc);
+		if (!(a = ag_conf_anchor(&conf, argv[3])))
+			return fail(ag_error_set(AG_ENOTFOUND, "no anchor '%s'", argv[3]));
+		if ((rc = ag_anchor_read(&b, argv[2], a, argv[4])) < 0)
+			return fail(rc);
+		fwrite(b.ptr, 1, b.len, stdout);
+		ag_buf_release(&b);
+		ag_conf_release(&conf);
+		return 0;
+	}
 	if (argc >= 3 && (strncmp(argv[1], "merkle-", 7) == 0 || strncmp(argv[1], "note-", 5) == 0 ||
 	    strncmp(argv[1], "checkpoint-", 11) == 0 || strcmp(argv[1], "key-info") == 0))
 		return audit_cmd(argc, argv);
