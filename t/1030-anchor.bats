@@ -157,12 +157,16 @@ make_remote() { # a bare repository that refuses non-fast-forward pushes and del
 	assert_equal "$(receipt r notary detail)" "anchor command exited 3"
 	run -0 --separate-stderr agora-reconcile
 	assert_stderr "agora-reconcile: anchor 'notary' of run 'r' failed: anchor command exited 3"
+	run -0 agora-status r
+	assert_line "anchor notary (command): failed, 2 attempts: anchor command exited 3"
 	touch ok
 	run -0 --separate-stderr agora-reconcile
 	assert_stderr ""
 	assert_equal "$(receipt r notary ok)" true
 	assert_equal "$(receipt r notary receipt)" fine
 	[ ! -e "$D/audit/pending/r" ]
+	run -0 agora-status r
+	refute_line --partial "anchor notary"
 }
 
 @test "an anchor without its kind, or without its path, is a configuration error" {
