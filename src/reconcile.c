@@ -28,7 +28,15 @@ struct ag_tick_cache {
 	struct ag_conf conf;	/* agora.conf as of conf_st */
 	struct stat conf_st;
 	int have_conf;
+	int64_t last_anchor;	/* when pending anchors were last tried */
 };
+
+/*
+ * agora-serve ticks at every event: it hands checkpoints to the anchors
+ * when a run was sealed, and tries failing ones again at most this often,
+ * so that an anchor that is down does not slow every tick.
+ */
+#define ANCHOR_RETRY_MS	10000
 
 struct pending_spawn {
 	struct ag_run *run;
@@ -1454,6 +1462,45 @@ ag_tick_cache_free(struct ag_tick_cache *c)
 	free(c);
 }
 
+/* No entry but . and .. (or no directory at all). */
+static int
+dir_empty(const char *path)
+{
+	struct dirent *de;
+	DIR *d = opendir(path);
+	int empty = 1;
+
+	if (!d)
+		return errno == ENOENT;
+	while (empty && (de = readdir(d)))
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+			empty = 0;
+	closedir(d);
+	return empty;
+}
+
+/*
+ * Nothing to do: no plan in inbox/new, no active run, no checkpoint owed
+ * to an anchor. Such a tick need not read agora.conf, which costs more
+ * than all the rest of it: libgit2 parses its TLS certificates when it
+ * starts. A cron tick on a quiet tree stays cheap, however long its
+ * history.
+ */
+static int
+idle(const char *dir)
+{
+	static const char *const sub[] = { "inbox/new", "active", "audit/pending", NULL };
+	char path[AG_PATH_MAX];
+	size_t i;
+
+	if (ag_path(path, sizeof(path), "%s/agora.conf", dir) < 0 || !ag_exists(path))
+		return 0;	/* not a state tree: the full tick says so */
+	for (i = 0; sub[i]; i++)
+		if (ag_path(path, sizeof(path), "%s/%s", dir, sub[i]) < 0 || !dir_empty(path))
+			return 0;
+	return 1;
+}
+
 int
 ag_tick(struct ag_tick_stats *out, const char *dir, const struct ag_tick_opts *o,
     struct ag_tick_cache **cachep)
@@ -1462,7 +1509,7 @@ ag_tick(struct ag_tick_stats *out, const char *dir, const struct ag_tick_opts *o
 	struct ag_tick_cache *cache = NULL;
 	char path[AG_PATH_MAX];
 	int lockfd = -1, rc;
-	size_t i;
+	size_t i, sealed = 0;
 
 	memset(out, 0, sizeof(*out));
 	memset(&t, 0, sizeof(t));
@@ -1470,6 +1517,13 @@ ag_tick(struct ag_tick_stats *out, const char *dir, const struct ag_tick_opts *o
 	t.stats = out;
 	ag_buf_init(&t.warn, 1u << 20);
 	ag_buf_init(&t.global, 0);
+	/* one tick at a time all the same: -n still says when another holds the lock */
+	if (!cachep && idle(dir)) {
+		if ((rc = ag_path(path, sizeof(path), "%s/tick.lock", dir)) == 0 &&
+		    (rc = ag_lock_open(&lockfd, path, o->nonblock)) == AG_ELOCKED)
+			rc = ag_error_set(AG_ELOCKED, "another tick holds '%s'", path);
+		goto out;
+	}
 	if ((rc = load_conf(&t, dir, cachep)) < 0)
 		goto out;
 	if ((rc = ag_path(path, sizeof(path), "%s/tick.lock", dir)) < 0 ||
@@ -1520,6 +1574,8 @@ ag_tick(struct ag_tick_stats *out, const char *dir, const struct ag_tick_opts *o
 			if ((!r->sealed && seal(&t, r) < 0) || mark_pending(&t, r) < 0 ||
 			    deactivate(&t, r) < 0)
 				warn(&t, "", ag_error_msg());
+			else
+				sealed++;
 		} else if (r->changed && (!cache || t.now - cache->last_snapshot >= 2000)) {
 			if (ag_run_snapshot(r) < 0)
 				warn(&t, "", ag_error_msg());
@@ -1528,7 +1584,11 @@ ag_tick(struct ag_tick_stats *out, const char *dir, const struct ag_tick_opts *o
 	}
 	if (cache && t.now - cache->last_snapshot >= 2000)
 		cache->last_snapshot = t.now;
-	anchor_pending(&t);
+	if (!cache || sealed || t.now - cache->last_anchor >= ANCHOR_RETRY_MS) {
+		anchor_pending(&t);
+		if (cache)
+			cache->last_anchor = t.now;
+	}
 	rc = 0;
 out:
 	for (i = 0; i < t.nspawns; i++)

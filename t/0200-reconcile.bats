@@ -20,6 +20,29 @@ load lib/common
 	run -0 agora-reconcile -n
 }
 
+@test "an idle tick does not read agora.conf; one with work does, and says what is wrong" {
+	agora_init
+	plan p.json r "$(item a true)"
+	agora-submit p.json
+	drive r
+	agora-reconcile
+	[ -z "$(find "$D/active" "$D/inbox/new" "$D/audit/pending" -mindepth 1)" ]
+	printf '[agora]\n\tbogus = 1\n' >> "$D/agora.conf"
+	run -0 --separate-stderr agora-reconcile -v
+	assert_output "ingested 0, rejected 0, reaped 0, fired 0, completed 0, events 0"
+	assert_stderr ""
+	# the lock is taken all the same
+	flock "$D/tick.lock" sh -c 'touch held; i=0; while [ ! -e done ] && [ $i -lt 1000 ]; do sleep 0.02; i=$((i+1)); done' &
+	wait_for '[ -e held ]'
+	run -111 agora-reconcile -n
+	assert_output "agora-reconcile: another tick holds '$D/tick.lock'"
+	touch done
+	wait
+	touch "$D/active/r"
+	run -100 --separate-stderr agora-reconcile
+	assert_stderr "agora-reconcile: $D/agora.conf: unknown key 'agora.bogus'"
+}
+
 @test "ingest is idempotent: a second tick ingests nothing again" {
 	agora_init
 	plan p.json r "$(item a true)"

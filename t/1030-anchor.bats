@@ -170,6 +170,9 @@ make_remote() { # a bare repository that refuses non-fast-forward pushes and del
 }
 
 @test "an anchor without its kind, or without its path, is a configuration error" {
+	# a tick with work reads agora.conf (an idle one does not)
+	plan p.json r "$(item a true)"
+	cp p.json "$D/inbox/new/0000000001.000000.1,r"
 	conf anchor.x.path /tmp
 	run -100 --separate-stderr agora-reconcile
 	assert_stderr "agora-reconcile: $D/agora.conf: anchor 'x' has no kind"
