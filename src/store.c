@@ -214,7 +214,7 @@ ag_store_import_base(char out[AG_OID_HEX], struct ag_store *s, const char *repo,
 	git_strarray specs;
 	char *specv[1];
 	git_oid id;
-	int rc = 0, err;
+	int rc = 0, err, lockfd = -1;
 
 	out[0] = '\0';
 	/*
@@ -248,6 +248,19 @@ ag_store_import_base(char out[AG_OID_HEX], struct ag_store *s, const char *repo,
 	    git_oid_equal(git_reference_target(ref), &id))
 		goto done;	/* fetched before, with its history */
 	/*
+	 * Attempts that start together may want the same base: one fetches
+	 * it, the others wait and find it there, instead of failing on the
+	 * ref's lock file.
+	 */
+	git_reference_free(ref);
+	ref = NULL;
+	if ((rc = ag_path(spec, sizeof(spec), "%s/agora-fetch.lock", s->path)) < 0 ||
+	    (rc = ag_lock_open(&lockfd, spec, 0)) < 0)
+		goto out;
+	if (git_reference_lookup(&ref, s->repo, refname) == 0 && git_reference_target(ref) &&
+	    git_oid_equal(git_reference_target(ref), &id))
+		goto done;
+	/*
 	 * Fetch the commit with its history into the store, under a ref that
 	 * keeps it: the run no longer depends on the source repository.
 	 */
@@ -275,6 +288,8 @@ ag_store_import_base(char out[AG_OID_HEX], struct ag_store *s, const char *repo,
 done:
 	memcpy(out, hex, AG_OID_HEX);
 out:
+	if (lockfd >= 0)
+		close(lockfd);
 	git_remote_free(remote);
 	git_reference_free(ref);
 	git_commit_free(commit);

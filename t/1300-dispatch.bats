@@ -242,3 +242,22 @@ printf "// edited by %s\n" "$AGORA_ITEM" >> "$f"'
 	run -0 ls "$T"
 	refute_output --partial ran-
 }
+
+@test "attempts that start together on a base not yet in the store fetch it once, none fails" {
+	conf queue.default.concurrency 4
+	agent edit 'echo "$AGORA_ITEM" >> alpha.ts'
+	bases() { git --git-dir="$D/objects.git" for-each-ref --format=x refs/agora/bases | wc -l; }
+	n0=$(bases)
+	for round in 1 2 3; do
+		# a new base each round, so that every round's four attempts race to fetch it
+		echo "round $round" >> app/beta.ts
+		git -C app commit -qam "round $round"
+		plan p.json "r$round" "$(ditem a edit),$(ditem b edit),$(ditem c edit),$(ditem d edit)"
+		agora-submit p.json
+		drive "r$round"
+		assert_equal "$(outcome "r$round")" succeeded
+		run -1 grep -c '"event":"item.retrying"' "$D/runs/r$round/status.jsonl"
+		assert_output 0
+		assert_equal "$(bases)" "$((n0 + round))"
+	done
+}
