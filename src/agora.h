@@ -357,6 +357,9 @@ int ag_run_item_spec(json_t **out, const struct ag_run *r, size_t i);
  * fields hold itemCount. O_EXCL and fsync'ed, as ag_create_excl.
  */
 int ag_plan_save(const char *path, const struct ag_plan *p, int count, int mode);
+/* The same, and the SHA-256 (hex) of the bytes written into sha. */
+int ag_plan_save_sum(const char *path, const struct ag_plan *p, int count, int mode,
+    char sha[65]);
 int ag_run_item(const struct ag_run *r, const char *id, size_t *out);
 /* Apply one parsed event to the in-memory state. */
 void ag_run_apply(struct ag_run *r, const json_t *ev);
@@ -437,6 +440,8 @@ int ag_control_append(const char *path, const char *line);
 /* ---- hash.c ---- */
 
 int ag_sha256_hex(char out[65], const void *data, size_t len);
+/* The same over the bytes of n parts, one after the other. */
+int ag_sha256_hex_parts(char out[65], const struct iovec *parts, size_t n);
 
 /* ---- lock.c ---- */
 

@@ -660,6 +660,12 @@ ag_run_item_spec(json_t **out, const struct ag_run *r, size_t i)
 int
 ag_plan_save(const char *path, const struct ag_plan *p, int count, int mode)
 {
+	return ag_plan_save_sum(path, p, count, mode, NULL);
+}
+
+int
+ag_plan_save_sum(const char *path, const struct ag_plan *p, int count, int mode, char sha[65])
+{
 	json_t *head = json_copy(p->head);
 	struct iovec parts[4];
 	char *s = NULL;
@@ -687,6 +693,10 @@ ag_plan_save(const char *path, const struct ag_plan *p, int count, int mode)
 	parts[2].iov_len = p->items.len - 2;
 	parts[3].iov_base = "\n]}\n";
 	parts[3].iov_len = 4;
+	if (sha && (rc = ag_sha256_hex_parts(sha, parts, 4)) < 0) {
+		free(s);
+		return rc;
+	}
 	rc = ag_create_excl_parts(path, parts, 4, mode);
 	free(s);
 	return rc;
