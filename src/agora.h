@@ -357,6 +357,8 @@ int ag_run_item_spec(json_t **out, const struct ag_run *r, size_t i);
  * fields hold itemCount. O_EXCL and fsync'ed, as ag_create_excl.
  */
 int ag_plan_save(const char *path, const struct ag_plan *p, int count, int mode);
+/* v as one compact line with its newline (malloc'ed), or NULL when out of memory. */
+char *ag_json_line(const json_t *v);
 /* The same, and the SHA-256 (hex) of the bytes written into sha. */
 int ag_plan_save_sum(const char *path, const struct ag_plan *p, int count, int mode,
     char sha[65]);

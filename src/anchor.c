@@ -425,21 +425,10 @@ ag_anchor_put(const char *dir, const struct ag_anchor *a, const char *run)
 		*slash = '/';
 		if (rc2 < 0)
 			goto fail;
-		if (!(text = json_dumps(receipt, JSON_COMPACT | JSON_PRESERVE_ORDER))) {
+		/* written after a failure too: the failure is recorded, not dropped */
+		if (!(text = ag_json_line(receipt))) {
 			rc2 = ag_error_set(AG_ERROR, "out of memory");
 			goto fail;
-		}
-		/* written after a failure too: the failure is recorded, not dropped */
-		{
-			size_t n = strlen(text);
-			char *t2 = realloc(text, n + 2);
-			if (!t2) {
-				rc2 = ag_error_set(AG_ERROR, "out of memory");
-				goto fail;
-			}
-			text = t2;
-			text[n] = '\n';
-			text[n + 1] = '\0';
 		}
 		if (rc < 0) {
 			/* keep the anchor's message, not the receipt's */

@@ -944,22 +944,11 @@ create_run(struct tick *t, struct ag_plan *plan, const char *id, const char *nam
 	json_object_set_new(ev, "globalOffset", json_integer((json_int_t)global_whole_len(t)));
 	json_object_set_new(ev, "globalPaused", json_boolean(t->global_paused));
 	json_object_set_new(ev, "prev", json_string(zeros));
-	line = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	line = ag_json_line(ev);
 	json_decref(ev);
 	if (!line) {
 		rc = ag_error_set(AG_ERROR, "out of memory");
 		goto out;
-	}
-	{
-		size_t len = strlen(line);
-		char *l2 = realloc(line, len + 2);
-		if (!l2) {
-			rc = ag_error_set(AG_ERROR, "out of memory");
-			goto out;
-		}
-		line = l2;
-		line[len] = '\n';
-		line[len + 1] = '\0';
 	}
 	if ((rc = ag_path(path, sizeof(path), "%s/status.jsonl", tmp)) < 0 ||
 	    (rc = ag_create_excl(path, line, strlen(line), 0644)) < 0 ||

@@ -657,6 +657,24 @@ ag_run_item_spec(json_t **out, const struct ag_run *r, size_t i)
 	return rc;
 }
 
+char *
+ag_json_line(const json_t *v)
+{
+	char *s = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER), *line;
+	size_t n;
+
+	if (!s)
+		return NULL;
+	n = strlen(s);
+	if (!(line = realloc(s, n + 2))) {
+		free(s);
+		return NULL;
+	}
+	line[n] = '\n';
+	line[n + 1] = '\0';
+	return line;
+}
+
 int
 ag_plan_save(const char *path, const struct ag_plan *p, int count, int mode)
 {

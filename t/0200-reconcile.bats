@@ -1,6 +1,17 @@
 #!/usr/bin/env bats
 load lib/common
 
+# busy_tick_lock: while another process holds tick.lock, -n exits 111 at once.
+busy_tick_lock() {
+	flock "$D/tick.lock" sh -c 'touch held; i=0; while [ ! -e done ] && [ $i -lt 1000 ]; do sleep 0.02; i=$((i+1)); done' &
+	wait_for '[ -e held ]'
+	run -111 agora-reconcile -n
+	assert_output "agora-reconcile: another tick holds '$D/tick.lock'"
+	touch done
+	wait
+	rm -f held done
+}
+
 @test "a tick with nothing to do changes nothing and exits 0" {
 	agora_init
 	before=$(find "$D" -printf '%p %s %T@\n' | sort)
@@ -11,12 +22,7 @@ load lib/common
 
 @test "-n returns at once with exit 111 while another tick holds tick.lock" {
 	agora_init
-	flock "$D/tick.lock" sh -c 'touch held; i=0; while [ ! -e done ] && [ $i -lt 1000 ]; do sleep 0.02; i=$((i+1)); done' &
-	wait_for '[ -e held ]'
-	run -111 agora-reconcile -n
-	assert_output "agora-reconcile: another tick holds '$D/tick.lock'"
-	touch done
-	wait
+	busy_tick_lock
 	run -0 agora-reconcile -n
 }
 
@@ -32,12 +38,7 @@ load lib/common
 	assert_output "ingested 0, rejected 0, reaped 0, fired 0, completed 0, events 0"
 	assert_stderr ""
 	# the lock is taken all the same
-	flock "$D/tick.lock" sh -c 'touch held; i=0; while [ ! -e done ] && [ $i -lt 1000 ]; do sleep 0.02; i=$((i+1)); done' &
-	wait_for '[ -e held ]'
-	run -111 agora-reconcile -n
-	assert_output "agora-reconcile: another tick holds '$D/tick.lock'"
-	touch done
-	wait
+	busy_tick_lock
 	touch "$D/active/r"
 	run -100 --separate-stderr agora-reconcile
 	assert_stderr "agora-reconcile: $D/agora.conf: unknown key 'agora.bogus'"
