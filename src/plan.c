@@ -1149,7 +1149,8 @@ ag_plan_parse(struct ag_plan *out, struct ag_buf *errs, const struct ag_conf *co
 		rc = ag_error_set(AG_ERROR, "out of memory");
 		goto out;
 	}
-	fast = stream_items(&v, root, out, text, len) == 0;
+	/* the tests compare both ways on the same plans */
+	fast = !getenv("AGORA_TEST_PLAN_WHOLE") && stream_items(&v, root, out, text, len) == 0;
 	if (fast) {
 		check_strings(&v, "$", root, 0);
 		check_top(&v, root, plan);
