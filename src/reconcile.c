@@ -746,6 +746,28 @@ close_spawn(struct pending_spawn *s)
 	s->nlocks = 0;
 }
 
+/*
+ * The products an attempt consumes, {key: "git:<blob>"}, or NULL: the
+ * item.running line records them, so that the handoff closure of a
+ * sealed run is read from the chain, not from files beside it.
+ */
+static json_t *
+consumed_needs(const json_t *spec)
+{
+	json_t *list = json_object_get(spec, "needs"), *n, *out;
+	size_t i;
+
+	if (!json_array_size(list) || !(out = json_object()))
+		return NULL;
+	json_array_foreach(list, i, n) {
+		const char *key = json_string_value(json_object_get(n, "key"));
+		const char *ref = json_string_value(json_object_get(n, "ref"));
+		if (key && ref)
+			json_object_set_new(out, key, json_sprintf("git:%s", ref));
+	}
+	return out;
+}
+
 static int
 fire(struct tick *t, struct ag_run *r, size_t item)
 {
@@ -753,7 +775,7 @@ fire(struct tick *t, struct ag_run *r, size_t item)
 	int attempt = it->attempt + 1;
 	char path[AG_PATH_MAX], lname[256];
 	struct pending_spawn s = { r, item, attempt, -1, NULL, 0 };
-	json_t *spec, *ev;
+	json_t *spec, *ev, *needs = NULL;
 	char *text;
 	size_t k;
 	int rc;
@@ -771,29 +793,31 @@ fire(struct tick *t, struct ag_run *r, size_t item)
 
 	spec = make_spec(t, r, item, attempt);
 	text = json_dumps(spec, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+	needs = consumed_needs(spec);
 	json_decref(spec);
-	if (!text)
+	if (!text) {
+		json_decref(needs);
 		return ag_error_set(AG_ERROR, "out of memory");
+	}
 	if ((rc = attempt_path(path, sizeof(path), r, item, attempt, "spec.json")) == 0)
 		rc = ag_write_replace(path, text, strlen(text), 0644);
 	free(text);
 	if (rc < 0)
-		return rc;
+		goto fail;
 	ag_crash_point("fire-spec");
 
 	if ((rc = attempt_path(path, sizeof(path), r, item, attempt, "lease")) < 0 ||
 	    (rc = ag_lock_open(&s.lease_fd, path, 1)) < 0)
-		return rc;
+		goto fail;
 	/* a fire that crashed before its item.running line started nobody */
 	if (ftruncate(s.lease_fd, 0) < 0) {
 		rc = ag_error_sys(AG_ERROR, "cannot truncate '%s'", path);
-		close_spawn(&s);
-		return rc;
+		goto fail;
 	}
 	s.lock_fds = calloc(it->nlocks + 1, sizeof(int));
 	if (!s.lock_fds) {
-		close_spawn(&s);
-		return ag_error_set(AG_ERROR, "out of memory");
+		rc = ag_error_set(AG_ERROR, "out of memory");
+		goto fail;
 	}
 	for (k = 0; k < it->nlocks; k++)
 		s.lock_fds[k] = -1;
@@ -812,6 +836,10 @@ fire(struct tick *t, struct ag_run *r, size_t item)
 			goto fail;
 	}
 	ev = item_event(r, "item.running", "running", attempt);
+	if (needs) {
+		json_object_set_new(ev, "needs", needs);
+		needs = NULL;
+	}
 	if ((rc = emit_item_ev(t, r, item, ev)) < 0)
 		goto fail;
 	ag_crash_point("fire-log");
@@ -819,6 +847,7 @@ fire(struct tick *t, struct ag_run *r, size_t item)
 	t->stats->fired++;
 	return 0;
 fail:
+	json_decref(needs);
 	close_spawn(&s);
 	return rc;
 }
@@ -905,6 +934,7 @@ static int
 create_run(struct tick *t, json_t *plan, const char *id, const char *name)
 {
 	char tmp[AG_PATH_MAX], path[AG_PATH_MAX], dst[AG_PATH_MAX], zeros[65], at[AG_TIME_LEN];
+	char plansum[65];
 	json_t *ev;
 	char *text = NULL, *line = NULL;
 	int rc;
@@ -934,6 +964,12 @@ create_run(struct tick *t, json_t *plan, const char *id, const char *name)
 	json_object_set(ev, "queue", json_object_get(plan, "queue"));
 	json_object_set_new(ev, "items", json_integer((json_int_t)json_array_size(
 	    json_object_get(plan, "items"))));
+	/* the chain binds plan.json's exact bytes, so a bundle's plan can be checked */
+	if ((rc = ag_sha256_hex(plansum, text, strlen(text))) < 0) {
+		json_decref(ev);
+		goto out;
+	}
+	json_object_set_new(ev, "planSha256", json_string(plansum));
 	json_object_set_new(ev, "globalOffset", json_integer((json_int_t)global_whole_len(t)));
 	json_object_set_new(ev, "globalPaused", json_boolean(t->global_paused));
 	json_object_set_new(ev, "prev", json_string(zeros));
