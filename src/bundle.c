@@ -1,0 +1,1061 @@
+/*
+ * Evidence bundles: agora-bundle(5). A bundle carries the exact bytes of
+ * a run's plan.json, status.jsonl and checkpoint (base64, so that bytes
+ * that are not UTF-8 survive JSON), the items as the log has them, the
+ * anchor receipts, and a report. Checking a bundle trusts nothing in it
+ * but those bytes: the items and the report are recomputed, the
+ * signature is checked against a key given from outside, the anchors are
+ * read back from the anchors themselves, the blobs from an object store.
+ */
+#include "bundle.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#include "banned.h"
+
+const char *const ag_check_names[AG_NCHECKS] = {
+	"chain", "root", "signature", "anchor", "artifacts", "handoff"
+};
+
+#define NA	(-1)	/* a check that does not apply */
+#define DETAIL_MAX	600
+
+struct line {
+	size_t off;
+	size_t len;
+	json_t *ev;		/* the line as a JSON object, or NULL */
+};
+
+/* A bundle taken apart: its bytes, and the log split and parsed. */
+struct bun {
+	char run[AG_ID_MAX + 1];
+	unsigned char *plan;
+	size_t planlen;
+	unsigned char *log;
+	size_t loglen;
+	char *cp;		/* the checkpoint note, or NULL */
+	size_t cplen;
+	const json_t *items;	/* the bundle's items (borrowed), or NULL when building */
+
+	struct line *lines;
+	size_t nlines;
+	size_t tail;		/* bytes after the last newline */
+	json_t *planj;		/* plan.json parsed, or NULL */
+	struct ag_map planidx;	/* item id -> index in planj's items */
+	int have_planidx;
+};
+
+struct report {
+	int ok[AG_NCHECKS];	/* 1, 0 or NA */
+	char detail[AG_NCHECKS][DETAIL_MAX];
+	int external;		/* an external anchor holds the same checkpoint */
+};
+
+static void
+set(struct report *r, enum ag_check c, int ok, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void
+set(struct report *r, enum ag_check c, int ok, const char *fmt, ...)
+{
+	va_list ap;
+
+	r->ok[c] = ok;
+	va_start(ap, fmt);
+	vsnprintf(r->detail[c], sizeof(r->detail[c]), fmt, ap);
+	va_end(ap);
+}
+
+static void
+bun_release(struct bun *b)
+{
+	size_t i;
+
+	for (i = 0; i < b->nlines; i++)
+		json_decref(b->lines[i].ev);
+	free(b->lines);
+	free(b->plan);
+	free(b->log);
+	free(b->cp);
+	json_decref(b->planj);
+	if (b->have_planidx)
+		ag_map_release(&b->planidx);
+	memset(b, 0, sizeof(*b));
+}
+
+static const char *
+ev_str(const json_t *ev, const char *key)
+{
+	return json_string_value(json_object_get(ev, key));
+}
+
+static int
+ev_is(const json_t *ev, const char *event)
+{
+	const char *e = ev_str(ev, "event");
+
+	return e && strcmp(e, event) == 0;
+}
+
+/* Split the log into lines and parse each; the plan too. */
+static int
+bun_parse(struct bun *b)
+{
+	size_t i, n = 0, start = 0;
+	json_t *items, *it;
+
+	for (i = 0; i < b->loglen; i++)
+		n += b->log[i] == '\n';
+	if (!(b->lines = calloc(n + 1, sizeof(*b->lines))))
+		return ag_error_set(AG_ERROR, "out of memory");
+	for (i = 0; i < b->loglen; i++) {
+		struct line *l;
+		if (b->log[i] != '\n')
+			continue;
+		l = &b->lines[b->nlines++];
+		l->off = start;
+		l->len = i - start;
+		l->ev = json_loadb((const char *)b->log + start, l->len, JSON_REJECT_DUPLICATES,
+		    NULL);
+		if (l->ev && !json_is_object(l->ev)) {
+			json_decref(l->ev);
+			l->ev = NULL;
+		}
+		start = i + 1;
+	}
+	b->tail = b->loglen - start;
+
+	b->planj = json_loadb((const char *)b->plan, b->planlen, JSON_REJECT_DUPLICATES, NULL);
+	items = json_object_get(b->planj, "items");
+	if (!json_is_array(items))
+		return 0;
+	if (ag_map_init(&b->planidx, json_array_size(items)) < 0)
+		return AG_ERROR;
+	b->have_planidx = 1;
+	json_array_foreach(items, i, it) {
+		const char *id = ev_str(it, "id");
+		size_t dup;
+		if (id && ag_map_get(&b->planidx, id, &dup) < 0 && ag_map_put(&b->planidx, id, i) < 0)
+			return AG_ERROR;
+	}
+	return 0;
+}
+
+/* ---- the items, as the log has them ---- */
+
+static json_t *
+item_new(const char *id)
+{
+	return json_pack("{s:s, s:s, s:i}", "id", id, "status", "pending", "attempts", 0);
+}
+
+/*
+ * One object per item, in plan order (items the plan does not name
+ * follow in the order the log first names them): status (of its last
+ * line), attempts (its highest attempt), reason (of its last end of an
+ * attempt), base, resultRef, patchSha256 and outputs (of its last
+ * item.done), needs (what its last attempt consumed).
+ */
+static int
+derive_items(json_t **out, const struct bun *b)
+{
+	static const char *const art[] = { "base", "resultRef", "patchSha256", "outputs", NULL };
+	json_t *list = json_array(), *plan_items = json_object_get(b->planj, "items"), *v;
+	struct ag_map idx;
+	size_t i, k, at;
+	int rc = 0;
+
+	*out = NULL;
+	if (!list || ag_map_init(&idx, json_array_size(plan_items) + 16) < 0) {
+		json_decref(list);
+		return ag_error_set(AG_ERROR, "out of memory");
+	}
+	json_array_foreach(plan_items, i, v) {
+		const char *id = ev_str(v, "id");
+		if (!id || ag_map_get(&idx, id, &at) == 0)
+			continue;
+		if (json_array_append_new(list, item_new(id)) < 0 ||
+		    ag_map_put(&idx, ev_str(json_array_get(list, json_array_size(list) - 1), "id"),
+		    json_array_size(list) - 1) < 0) {
+			rc = ag_error_set(AG_ERROR, "out of memory");
+			goto out;
+		}
+	}
+	for (i = 0; i < b->nlines; i++) {
+		const json_t *ev = b->lines[i].ev;
+		const char *id = ev_str(ev, "item"), *e = ev_str(ev, "event"), *st;
+		json_t *it;
+		if (!id || !e || strncmp(e, "item.", 5) != 0)
+			continue;
+		if (ag_map_get(&idx, id, &at) < 0) {
+			if (json_array_append_new(list, item_new(id)) < 0) {
+				rc = ag_error_set(AG_ERROR, "out of memory");
+				goto out;
+			}
+			at = json_array_size(list) - 1;
+			if (ag_map_put(&idx, ev_str(json_array_get(list, at), "id"), at) < 0) {
+				rc = ag_error_set(AG_ERROR, "out of memory");
+				goto out;
+			}
+		}
+		it = json_array_get(list, at);
+		if ((st = ev_str(ev, "status")))
+			json_object_set_new(it, "status", json_string(st));
+		if (strcmp(e, "item.running") == 0) {
+			json_int_t n = json_integer_value(json_object_get(ev, "attempt"));
+			if (n > json_integer_value(json_object_get(it, "attempts")))
+				json_object_set_new(it, "attempts", json_integer(n));
+			if (json_object_get(ev, "needs"))
+				json_object_set(it, "needs", json_object_get(ev, "needs"));
+			else
+				json_object_del(it, "needs");
+		}
+		if (strcmp(e, "item.retrying") == 0 || strcmp(e, "item.done") == 0 ||
+		    strcmp(e, "item.failed") == 0 || strcmp(e, "item.skipped") == 0 ||
+		    strcmp(e, "item.cancelled") == 0) {
+			if (json_object_get(ev, "reason"))
+				json_object_set(it, "reason", json_object_get(ev, "reason"));
+			else
+				json_object_del(it, "reason");
+		}
+		if (strcmp(e, "item.done") == 0)
+			for (k = 0; art[k]; k++) {
+				if (json_object_get(ev, art[k]))
+					json_object_set(it, art[k], json_object_get(ev, art[k]));
+				else
+					json_object_del(it, art[k]);
+			}
+	}
+	*out = list;
+	list = NULL;
+out:
+	ag_map_release(&idx);
+	json_decref(list);
+	return rc;
+}
+
+/* ---- chain ---- */
+
+static void
+check_chain(struct report *r, const struct bun *b)
+{
+	char prev[65], want[65];
+	size_t i;
+
+	if (b->nlines == 0 && b->tail == 0) {
+		set(r, AG_CHECK_CHAIN, 0, "the log is empty");
+		return;
+	}
+	memset(prev, '0', 64);
+	prev[64] = '\0';
+	for (i = 0; i < b->nlines; i++) {
+		const struct line *l = &b->lines[i];
+		const json_t *seq = json_object_get(l->ev, "seq");
+		const char *run = ev_str(l->ev, "run"), *p = ev_str(l->ev, "prev");
+		if (!l->ev) {
+			set(r, AG_CHECK_CHAIN, 0, "line %zu is not a JSON object", i + 1);
+			return;
+		}
+		if (!json_is_integer(seq) || json_integer_value(seq) != (json_int_t)i) {
+			set(r, AG_CHECK_CHAIN, 0, "line %zu: seq is not %zu", i + 1, i);
+			return;
+		}
+		if (!run || strcmp(run, b->run) != 0) {
+			set(r, AG_CHECK_CHAIN, 0, "line %zu: run is not '%s'", i + 1, b->run);
+			return;
+		}
+		if (!p || strcmp(p, prev) != 0) {
+			if (i == 0)
+				set(r, AG_CHECK_CHAIN, 0, "line 1: prev is not 64 zeros");
+			else
+				set(r, AG_CHECK_CHAIN, 0, "line %zu: prev is not the SHA-256 of line %zu",
+				    i + 1, i);
+			return;
+		}
+		if (ag_sha256_hex(prev, b->log + l->off, l->len) < 0) {
+			set(r, AG_CHECK_CHAIN, 0, "%s", ag_error_msg());
+			return;
+		}
+	}
+	if (b->tail) {
+		set(r, AG_CHECK_CHAIN, 0, "line %zu has no newline at its end", b->nlines + 1);
+		return;
+	}
+	if (!ev_is(b->lines[0].ev, "run.submitted")) {
+		set(r, AG_CHECK_CHAIN, 0, "line 1 is not run.submitted");
+		return;
+	}
+	if (!ev_str(b->lines[0].ev, "planSha256")) {
+		set(r, AG_CHECK_CHAIN, 0, "line 1 has no planSha256: the plan is not bound to the log");
+		return;
+	}
+	if (ag_sha256_hex(want, b->plan, b->planlen) < 0 ||
+	    strcmp(want, ev_str(b->lines[0].ev, "planSha256")) != 0) {
+		set(r, AG_CHECK_CHAIN, 0, "the plan's SHA-256 is not the planSha256 of line 1");
+		return;
+	}
+	set(r, AG_CHECK_CHAIN, 1, "%zu lines, each line's prev the SHA-256 of the line before, "
+	    "and the plan's SHA-256 in line 1", b->nlines);
+}
+
+/* ---- root ---- */
+
+static void
+b64_root(char out[64], const unsigned char root[AG_HASH_LEN])
+{
+	char *s = NULL;
+
+	if (ag_base64_encode(&s, root, AG_HASH_LEN) < 0 || strlen(s) >= 64)
+		snprintf(out, 64, "?");
+	else
+		snprintf(out, 64, "%s", s);
+	free(s);
+}
+
+static void
+check_root(struct report *r, const struct bun *b, struct ag_checkpoint *cpi, int *parsed)
+{
+	char origin[AG_ORIGIN_MAX + 1], got[64], want[64];
+	unsigned char root[AG_HASH_LEN];
+	struct ag_merkle m;
+	size_t i, after;
+
+	*parsed = 0;
+	if (!b->cp) {
+		set(r, AG_CHECK_ROOT, 0, "no checkpoint: run '%s' is not sealed yet", b->run);
+		return;
+	}
+	if (ag_checkpoint_parse(cpi, b->cp, b->cplen) < 0) {
+		set(r, AG_CHECK_ROOT, 0, "checkpoint: %s", ag_error_msg());
+		return;
+	}
+	*parsed = 1;
+	snprintf(origin, sizeof(origin), "agora/run/%s", b->run);
+	if (strcmp(cpi->origin, origin) != 0) {
+		set(r, AG_CHECK_ROOT, 0, "the checkpoint's origin is '%s', not '%s'",
+		    ag_quote(cpi->origin, strlen(cpi->origin)), origin);
+		return;
+	}
+	if (cpi->size > b->nlines) {
+		set(r, AG_CHECK_ROOT, 0, "the checkpoint covers %llu lines, the log has %zu",
+		    (unsigned long long)cpi->size, b->nlines);
+		return;
+	}
+	ag_merkle_init(&m);
+	for (i = 0; i < cpi->size; i++)
+		if (ag_merkle_push(&m, b->log + b->lines[i].off, b->lines[i].len) < 0) {
+			set(r, AG_CHECK_ROOT, 0, "%s", ag_error_msg());
+			return;
+		}
+	if (ag_merkle_root(root, &m) < 0) {
+		set(r, AG_CHECK_ROOT, 0, "%s", ag_error_msg());
+		return;
+	}
+	b64_root(got, root);
+	b64_root(want, cpi->root);
+	if (memcmp(root, cpi->root, AG_HASH_LEN) != 0) {
+		set(r, AG_CHECK_ROOT, 0, "the root of lines 1-%llu is %s, the checkpoint says %s",
+		    (unsigned long long)cpi->size, got, want);
+		return;
+	}
+	if (cpi->size == 0 || !ev_is(b->lines[cpi->size - 1].ev, "run.completed")) {
+		set(r, AG_CHECK_ROOT, 0, "line %llu, the last the checkpoint covers, is not "
+		    "run.completed", (unsigned long long)cpi->size);
+		return;
+	}
+	if (cpi->size == b->nlines) {
+		set(r, AG_CHECK_ROOT, 0, "no run.sealed line after run.completed (line %llu)",
+		    (unsigned long long)cpi->size);
+		return;
+	}
+	if (!ev_is(b->lines[cpi->size].ev, "run.sealed")) {
+		set(r, AG_CHECK_ROOT, 0, "line %llu, after run.completed, is not run.sealed",
+		    (unsigned long long)cpi->size + 1);
+		return;
+	}
+	after = b->nlines - (size_t)cpi->size - 1;
+	if (after) {
+		set(r, AG_CHECK_ROOT, 0, "%zu line%s after run.sealed (line %llu): a sealed run "
+		    "takes no more lines", after, after == 1 ? "" : "s",
+		    (unsigned long long)cpi->size + 1);
+		return;
+	}
+	set(r, AG_CHECK_ROOT, 1, "the root of lines 1-%llu, up to run.completed, is %s, as the "
+	    "checkpoint says", (unsigned long long)cpi->size, got);
+}
+
+/* ---- signature ---- */
+
+static void
+check_signature(struct report *r, const struct bun *b, const struct ag_key *k)
+{
+	if (!b->cp) {
+		set(r, AG_CHECK_SIGNATURE, NA, "no checkpoint");
+		return;
+	}
+	if (ag_note_verify(b->cp, b->cplen, k) < 0) {
+		set(r, AG_CHECK_SIGNATURE, 0, "%s", ag_error_msg());
+		return;
+	}
+	set(r, AG_CHECK_SIGNATURE, 1, "the checkpoint is signed by key '%s' (id %s)",
+	    ag_key_name(k), ag_key_id_hex(k));
+}
+
+/* ---- anchor ---- */
+
+int
+ag_anchor_spec_parse(struct ag_anchor_spec *out, const char *arg)
+{
+	const char *colon = strchr(arg, ':');
+
+	memset(out, 0, sizeof(*out));
+	if (!colon || colon == arg || !colon[1] || (size_t)(colon - arg) >= sizeof(out->kind))
+		return ag_error_set(AG_EINVALID, "anchor '%s' is not dir:PATH or git:REMOTE",
+		    ag_quote(arg, strlen(arg)));
+	memcpy(out->kind, arg, (size_t)(colon - arg));
+	if (strcmp(out->kind, "dir") != 0 && strcmp(out->kind, "git") != 0)
+		return ag_error_set(AG_EINVALID, "anchor '%s': the kind is dir or git, not '%s'",
+		    ag_quote(arg, strlen(arg)), ag_quote(out->kind, strlen(out->kind)));
+	out->where = colon + 1;
+	out->external = 1;
+	return 0;
+}
+
+/*
+ * The copy of a run's checkpoint that an anchor holds, or AG_ENOTFOUND.
+ * The layout is audit-core's: see anchor_fetch() once anchors are in.
+ */
+static int
+anchor_fetch(struct ag_buf *out, const struct ag_anchor_spec *a, const char *run)
+{
+	char path[AG_PATH_MAX];
+	int rc;
+
+	if (strcmp(a->kind, "git") == 0)
+		return ag_error_set(AG_EINVALID, "git anchors cannot be read back yet");
+	if (strcmp(a->kind, "local") == 0)
+		rc = ag_path(path, sizeof(path), "%s/runs/%s/checkpoint", a->where, run);
+	else
+		rc = ag_path(path, sizeof(path), "%s/%s.checkpoint", a->where, run);
+	if (rc < 0)
+		return rc;
+	return ag_read_file(out, path, AG_NOTE_MAX);
+}
+
+static void
+anchor_label(char *out, size_t size, const struct ag_anchor_spec *a)
+{
+	if (a->name)
+		snprintf(out, size, "anchor '%s' (%s)", a->name, a->kind);
+	else
+		snprintf(out, size, "%s anchor '%s'", a->kind, a->where);
+}
+
+/*
+ * Every anchor given must hold the very bytes of the bundle's checkpoint;
+ * one that holds none, or other bytes, fails the check.
+ */
+static void
+check_anchor(struct report *r, const struct bun *b, const struct ag_verify_opts *o)
+{
+	char label[AG_PATH_MAX + 64];
+	struct ag_buf got, list;
+	size_t i;
+	int rc;
+
+	if (!b->cp) {
+		set(r, AG_CHECK_ANCHOR, NA, "no checkpoint");
+		return;
+	}
+	if (!o->nanchors) {
+		set(r, AG_CHECK_ANCHOR, NA, "no anchor to read the checkpoint back from");
+		return;
+	}
+	ag_buf_init(&list, DETAIL_MAX);
+	for (i = 0; i < o->nanchors; i++) {
+		const struct ag_anchor_spec *a = &o->anchors[i];
+		anchor_label(label, sizeof(label), a);
+		if ((rc = anchor_fetch(&got, a, b->run)) < 0) {
+			set(r, AG_CHECK_ANCHOR, 0, "%s: %s", label, ag_error_msg());
+			goto out;
+		}
+		rc = got.len == b->cplen && memcmp(got.ptr, b->cp, b->cplen) == 0;
+		ag_buf_release(&got);
+		if (!rc) {
+			set(r, AG_CHECK_ANCHOR, 0, "%s holds another checkpoint for run '%s'", label,
+			    b->run);
+			goto out;
+		}
+		if (a->external)
+			r->external = 1;
+		ag_buf_printf(&list, "%s%s", i ? ", " : "", label);
+	}
+	set(r, AG_CHECK_ANCHOR, 1, "%s hold%s the same checkpoint", list.ptr ? list.ptr : "",
+	    o->nanchors == 1 ? "s" : "");
+out:
+	ag_buf_release(&list);
+}
+
+/* ---- artifacts ---- */
+
+/* The first difference between the bundle's items and the log's. */
+static int
+items_differ(char *out, size_t size, const json_t *got, const json_t *want)
+{
+	size_t i, n = json_array_size(want);
+	const json_t *g, *w;
+
+	if (!json_is_array(got)) {
+		snprintf(out, size, "the bundle's items are not an array");
+		return 1;
+	}
+	for (i = 0; i < n || i < json_array_size(got); i++) {
+		g = json_array_get(got, i);
+		w = json_array_get(want, i);
+		if (!w) {
+			snprintf(out, size, "the bundle lists item '%s', which the log does not have",
+			    ev_str(g, "id") ? ag_quote(ev_str(g, "id"), strlen(ev_str(g, "id"))) : "?");
+			return 1;
+		}
+		if (!g) {
+			snprintf(out, size, "the bundle does not list item '%s'", ev_str(w, "id"));
+			return 1;
+		}
+		if (!json_equal((json_t *)g, (json_t *)w)) {
+			snprintf(out, size, "the bundle's item '%s' is not what the log says of it",
+			    ev_str(w, "id"));
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* The blob of a "git:<40 hex>" ref, or NULL. */
+static const char *
+ref_blob(const json_t *v)
+{
+	const char *s = json_string_value(v);
+	size_t i;
+
+	if (!s || strncmp(s, "git:", 4) != 0)
+		return NULL;
+	for (i = 4; s[i]; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return NULL;
+	return i == 4 + GIT_OID_HEXSZ ? s + 4 : NULL;
+}
+
+/* Read a blob; AG_ENOTFOUND when missing. libgit2 checks its object id as it reads. */
+static int
+read_blob(git_odb_object **out, git_odb *odb, const char *hex)
+{
+	git_oid oid;
+	int err;
+
+	*out = NULL;
+	if (git_oid_fromstr(&oid, hex) < 0)
+		return ag_error_set(AG_EINVALID, "invalid blob id '%s'", hex);
+	if ((err = git_odb_read(out, odb, &oid)) < 0)
+		return err == GIT_ENOTFOUND ? ag_error_set(AG_ENOTFOUND, "not there") :
+		    ag_error_set(AG_ERROR, "%s", ag_git_msg());
+	if (git_odb_object_type(*out) != GIT_OBJECT_BLOB) {
+		git_odb_object_free(*out);
+		*out = NULL;
+		return ag_error_set(AG_EINVALID, "not a blob");
+	}
+	return 0;
+}
+
+static void
+check_artifacts(struct report *r, const struct bun *b, const json_t *items, const char *objects)
+{
+	struct ag_store *s = NULL;
+	git_odb_object *obj = NULL;
+	char why[DETAIL_MAX], sum[65];
+	size_t i, k, npatch = 0, nout = 0;
+	const json_t *it, *o;
+
+	if (b->items && items_differ(why, sizeof(why), b->items, items)) {
+		set(r, AG_CHECK_ARTIFACTS, 0, "%s", why);
+		return;
+	}
+	json_array_foreach(items, i, it) {
+		npatch += json_object_get(it, "resultRef") != NULL;
+		nout += json_array_size(json_object_get(it, "outputs"));
+	}
+	if (!npatch && !nout) {
+		set(r, AG_CHECK_ARTIFACTS, NA, "no item made a patch or outputs");
+		return;
+	}
+	if (!objects) {
+		set(r, AG_CHECK_ARTIFACTS, NA, "%zu patch%s and %zu output%s not re-hashed: no "
+		    "object store", npatch, npatch == 1 ? "" : "es", nout, nout == 1 ? "" : "s");
+		return;
+	}
+	if (ag_store_open(&s, objects) < 0) {
+		set(r, AG_CHECK_ARTIFACTS, 0, "%s", ag_error_msg());
+		return;
+	}
+	json_array_foreach(items, i, it) {
+		const char *id = ev_str(it, "id"), *want = ev_str(it, "patchSha256"), *blob;
+		const json_t *ref = json_object_get(it, "resultRef");
+		int rc;
+		if (ref) {
+			if (!(blob = ref_blob(ref))) {
+				set(r, AG_CHECK_ARTIFACTS, 0, "item '%s': resultRef is not git:<blob id>", id);
+				goto out;
+			}
+			if ((rc = read_blob(&obj, s->odb, blob)) < 0) {
+				set(r, AG_CHECK_ARTIFACTS, 0, "item '%s': patch %s %s '%s'%s%s", id, blob,
+				    rc == AG_ENOTFOUND ? "is not in" : "cannot be read from", objects,
+				    rc == AG_ENOTFOUND ? "" : ": ", rc == AG_ENOTFOUND ? "" : ag_error_msg());
+				goto out;
+			}
+			if (ag_sha256_hex(sum, git_odb_object_data(obj), git_odb_object_size(obj)) < 0 ||
+			    !want || strcmp(sum, want) != 0) {
+				set(r, AG_CHECK_ARTIFACTS, 0, "item '%s': patch %s has SHA-256 %s, its "
+				    "patchSha256 says %s", id, blob, sum, want ? want : "nothing");
+				goto out;
+			}
+			git_odb_object_free(obj);
+			obj = NULL;
+		}
+		json_array_foreach(json_object_get(it, "outputs"), k, o) {
+			const char *path = ev_str(o, "path");
+			json_t *size = json_object_get(o, "size");
+			if (!path || !(blob = ref_blob(json_object_get(o, "ref")))) {
+				set(r, AG_CHECK_ARTIFACTS, 0, "item '%s': output %zu is not {path, ref: "
+				    "git:<blob id>, size}", id, k + 1);
+				goto out;
+			}
+			if ((rc = read_blob(&obj, s->odb, blob)) < 0) {
+				set(r, AG_CHECK_ARTIFACTS, 0, "item '%s': output '%s' %s %s '%s'%s%s", id,
+				    ag_quote(path, strlen(path)), blob,
+				    rc == AG_ENOTFOUND ? "is not in" : "cannot be read from", objects,
+				    rc == AG_ENOTFOUND ? "" : ": ", rc == AG_ENOTFOUND ? "" : ag_error_msg());
+				goto out;
+			}
+			if (!json_is_integer(size) ||
+			    (uint64_t)json_integer_value(size) != (uint64_t)git_odb_object_size(obj)) {
+				set(r, AG_CHECK_ARTIFACTS, 0, "item '%s': output '%s' %s has %zu bytes, "
+				    "its size says otherwise", id, ag_quote(path, strlen(path)), blob,
+				    git_odb_object_size(obj));
+				goto out;
+			}
+			git_odb_object_free(obj);
+			obj = NULL;
+		}
+	}
+	set(r, AG_CHECK_ARTIFACTS, 1, "%zu patch%s and %zu output%s re-read from '%s', each "
+	    "patch's SHA-256 its patchSha256", npatch, npatch == 1 ? "" : "es", nout,
+	    nout == 1 ? "" : "s", objects);
+out:
+	git_odb_object_free(obj);
+	ag_store_free(s);
+}
+
+/* ---- handoff ---- */
+
+/* What the item.done line ev makes for a need of the plan, or NULL (none). */
+static const char *
+product(const json_t *done, const json_t *need)
+{
+	const json_t *sel = json_object_get(need, "select"), *o;
+	const char *kind = ev_str(sel, "kind"), *path = ev_str(sel, "path");
+	size_t k;
+
+	if (!done)
+		return NULL;
+	if (!kind || strcmp(kind, "output") != 0)
+		return ev_str(done, "resultRef");
+	json_array_foreach(json_object_get(done, "outputs"), k, o)
+		if (path && ev_str(o, "path") && strcmp(ev_str(o, "path"), path) == 0)
+			return ev_str(o, "ref");
+	return NULL;
+}
+
+/*
+ * The closure of the handoffs, from the chain: every ref an attempt
+ * consumed (the needs of its item.running line) is a product of an
+ * item.done line before it, of the very item and selection that the
+ * plan's needs name; and every need of the plan whose producer had made
+ * that product was consumed.
+ */
+static void
+check_handoff(struct report *r, const struct bun *b)
+{
+	const json_t *plan_items = json_object_get(b->planj, "items");
+	const json_t **done = NULL;
+	struct ag_map refs;
+	size_t i, at, edges = 0;
+	int have_refs = 0;
+
+	if (!b->have_planidx) {
+		set(r, AG_CHECK_HANDOFF, 0, "the plan is not JSON with an items array");
+		return;
+	}
+	if (!(done = calloc(json_array_size(plan_items) + 1, sizeof(*done))) ||
+	    ag_map_init(&refs, 64) < 0) {
+		set(r, AG_CHECK_HANDOFF, 0, "out of memory");
+		goto out;
+	}
+	have_refs = 1;
+	for (i = 0; i < b->nlines; i++) {
+		const json_t *ev = b->lines[i].ev, *needs, *pneeds, *v, *o;
+		const char *id = ev_str(ev, "item"), *key;
+		size_t k;
+		if (!id || ag_map_get(&b->planidx, id, &at) < 0)
+			continue;
+		if (ev_is(ev, "item.done")) {
+			done[at] = ev;
+			/* every product, so that a consumed ref is known as one */
+			if (ev_str(ev, "resultRef"))
+				ag_map_put(&refs, ev_str(ev, "resultRef"), at);
+			json_array_foreach(json_object_get(ev, "outputs"), k, o)
+				if (ev_str(o, "ref"))
+					ag_map_put(&refs, ev_str(o, "ref"), at);
+			continue;
+		}
+		if (!ev_is(ev, "item.running"))
+			continue;
+		needs = json_object_get(ev, "needs");
+		pneeds = json_object_get(json_array_get(plan_items, at), "needs");
+		json_object_foreach((json_t *)needs, key, v) {
+			const json_t *need = json_object_get(pneeds, key);
+			const char *ref = json_string_value(v), *from = ev_str(need, "from"), *want;
+			size_t src, p;
+			edges++;
+			if (!ref || ag_map_get(&refs, ref, &p) < 0) {
+				set(r, AG_CHECK_HANDOFF, 0, "line %zu: item '%s' consumed %s for '%s', "
+				    "which no done item of run '%s' produced before it", i + 1, id,
+				    ref ? ag_quote(ref, strlen(ref)) : "a non-string", key, b->run);
+				goto out;
+			}
+			if (!need || !from || ag_map_get(&b->planidx, from, &src) < 0) {
+				set(r, AG_CHECK_HANDOFF, 0, "line %zu: item '%s' consumed %s for '%s', "
+				    "a need the plan does not give it", i + 1, id, ref, key);
+				goto out;
+			}
+			want = product(done[src], need);
+			if (!want || strcmp(want, ref) != 0) {
+				set(r, AG_CHECK_HANDOFF, 0, "line %zu: item '%s' consumed %s for '%s', "
+				    "which is not what '%s' produced for it", i + 1, id, ref, key, from);
+				goto out;
+			}
+		}
+		json_object_foreach((json_t *)pneeds, key, v) {
+			size_t src;
+			if (json_object_get(needs, key) || !ev_str(v, "from") ||
+			    ag_map_get(&b->planidx, ev_str(v, "from"), &src) < 0 ||
+			    !product(done[src], v))
+				continue;
+			set(r, AG_CHECK_HANDOFF, 0, "line %zu: item '%s' ran without '%s', the product "
+			    "of '%s' that it needs", i + 1, id, key, ev_str(v, "from"));
+			goto out;
+		}
+	}
+	if (edges)
+		set(r, AG_CHECK_HANDOFF, 1, "%zu consumed ref%s, each produced by the done item the "
+		    "plan names", edges, edges == 1 ? "" : "s");
+	else
+		set(r, AG_CHECK_HANDOFF, NA, "no handoff edges");
+out:
+	if (have_refs)
+		ag_map_release(&refs);
+	free(done);
+}
+
+/* ---- the report ---- */
+
+static json_t *
+report_json(const struct report *r)
+{
+	json_t *rep, *checks = json_object();
+	int i, intact = 1, failure = -1;
+
+	for (i = 0; i < AG_NCHECKS; i++) {
+		json_t *ok = r->ok[i] == NA ? json_string("n/a") : json_boolean(r->ok[i]);
+		json_object_set_new(checks, ag_check_names[i], json_pack("{s:o, s:s}", "ok", ok,
+		    "detail", r->detail[i]));
+		if (r->ok[i] == 0 && failure < 0)
+			failure = i;
+	}
+	intact = failure < 0;
+	rep = json_pack("{s:b, s:s, s:s, s:o, s:o}", "intact", intact,
+	    "claim", intact && r->external && r->ok[AG_CHECK_ANCHOR] == 1 &&
+	    r->ok[AG_CHECK_SIGNATURE] == 1 ? "tamper-evident" : "tamper-detecting",
+	    "guarantee", r->external && r->ok[AG_CHECK_ANCHOR] == 1 ? "external" : "detect",
+	    "failure", failure < 0 ? json_null() : json_string(ag_check_names[failure]),
+	    "checks", checks);
+	return rep;
+}
+
+int
+ag_report_intact(const json_t *report)
+{
+	return json_is_true(json_object_get(report, "intact"));
+}
+
+int
+ag_report_text(struct ag_buf *out, const char *run, const json_t *report)
+{
+	const json_t *checks = json_object_get(report, "checks"), *failure;
+	int i, rc = 0;
+
+	failure = json_object_get(report, "failure");
+	rc |= ag_buf_printf(out, "run:       %s\n", run);
+	rc |= ag_buf_printf(out, "intact:    %s\n", ag_report_intact(report) ? "yes" : "no");
+	rc |= ag_buf_printf(out, "claim:     %s\n", ev_str(report, "claim"));
+	rc |= ag_buf_printf(out, "guarantee: %s\n", ev_str(report, "guarantee"));
+	if (json_is_string(failure))
+		rc |= ag_buf_printf(out, "failure:   %s\n", json_string_value(failure));
+	for (i = 0; i < AG_NCHECKS; i++) {
+		const json_t *c = json_object_get(checks, ag_check_names[i]), *ok;
+		ok = json_object_get(c, "ok");
+		rc |= ag_buf_printf(out, "%-10s %-4s %s\n", ag_check_names[i],
+		    json_is_true(ok) ? "ok" : json_is_false(ok) ? "FAIL" : "n/a", ev_str(c, "detail"));
+	}
+	return rc ? AG_ERROR : 0;
+}
+
+/* Run every check (collect-all) on a bundle taken apart. */
+static int
+check_all(json_t **out, struct bun *b, const json_t *items, const struct ag_verify_opts *o)
+{
+	struct ag_checkpoint cpi;
+	struct report r;
+	int parsed;
+
+	memset(&r, 0, sizeof(r));
+	check_chain(&r, b);
+	check_root(&r, b, &cpi, &parsed);
+	check_signature(&r, b, o->key);
+	check_anchor(&r, b, o);
+	check_artifacts(&r, b, items, o->objects);
+	check_handoff(&r, b);
+	if (!(*out = report_json(&r)))
+		return ag_error_set(AG_ERROR, "out of memory");
+	return 0;
+}
+
+/* ---- reading a bundle ---- */
+
+static int
+field_bytes(unsigned char **out, size_t *len, const json_t *bundle, const char *name, int optional)
+{
+	const json_t *v = json_object_get(bundle, name);
+	const char *s;
+	size_t n;
+
+	*out = NULL;
+	*len = 0;
+	if (optional && (!v || json_is_null(v)))
+		return 0;
+	if (!json_is_object(v) || !(s = ev_str(v, "base64")))
+		return ag_error_set(AG_EINVALID, "the bundle's %s is not {\"base64\": ...}", name);
+	n = json_string_length(json_object_get(v, "base64"));
+	if (!(*out = malloc(n / 4 * 3 + 1)))
+		return ag_error_set(AG_ERROR, "out of memory");
+	if (ag_base64_decode(*out, n / 4 * 3 + 1, len, s, n) < 0) {
+		free(*out);
+		*out = NULL;
+		return ag_error_set(AG_EINVALID, "the bundle's %s.base64 is not base64", name);
+	}
+	return 0;
+}
+
+int
+ag_bundle_verify(json_t **out, const json_t *bundle, const struct ag_verify_opts *o)
+{
+	const json_t *fmt = json_object_get(bundle, "format"), *ver = json_object_get(bundle, "version");
+	const char *run = ev_str(bundle, "run");
+	json_t *items = NULL;
+	struct bun b;
+	unsigned char *cp = NULL;
+	int rc;
+
+	*out = NULL;
+	memset(&b, 0, sizeof(b));
+	if (!json_is_object(bundle) || !json_is_string(fmt) ||
+	    strcmp(json_string_value(fmt), AG_BUNDLE_FORMAT) != 0)
+		return ag_error_set(AG_EINVALID, "not an agora bundle: no \"format\": \"%s\"",
+		    AG_BUNDLE_FORMAT);
+	if (!json_is_integer(ver) || json_integer_value(ver) != AG_BUNDLE_VERSION)
+		return ag_error_set(AG_EINVALID, "bundle version %s is not one this agora reads (%d)",
+		    json_is_integer(ver) ? "other" : "missing", AG_BUNDLE_VERSION);
+	if (!run || ag_id_check(run, strlen(run)) < 0)
+		return ag_error_set(AG_EINVALID, "the bundle's run is not a run id");
+	snprintf(b.run, sizeof(b.run), "%s", run);
+	if (!json_is_array(json_object_get(bundle, "items")))
+		return ag_error_set(AG_EINVALID, "the bundle's items are not an array");
+	b.items = json_object_get(bundle, "items");
+	if ((rc = field_bytes(&b.plan, &b.planlen, bundle, "plan", 0)) < 0 ||
+	    (rc = field_bytes(&b.log, &b.loglen, bundle, "log", 0)) < 0 ||
+	    (rc = field_bytes(&cp, &b.cplen, bundle, "checkpoint", 1)) < 0)
+		goto out;
+	if (cp) {
+		/* a note is text: a NUL ends it for the parser */
+		if (!(b.cp = malloc(b.cplen + 1))) {
+			rc = ag_error_set(AG_ERROR, "out of memory");
+			goto out;
+		}
+		memcpy(b.cp, cp, b.cplen);
+		b.cp[b.cplen] = '\0';
+	}
+	if ((rc = bun_parse(&b)) < 0 || (rc = derive_items(&items, &b)) < 0)
+		goto out;
+	rc = check_all(out, &b, items, o);
+out:
+	free(cp);
+	json_decref(items);
+	bun_release(&b);
+	return rc;
+}
+
+int
+ag_bundle_load(json_t **out, const char *path)
+{
+	struct ag_buf text;
+	json_error_t err;
+	int rc;
+
+	*out = NULL;
+	if ((rc = ag_read_file(&text, path, AG_BUNDLE_MAX)) < 0)
+		return rc;
+	*out = json_loadb(text.ptr, text.len, JSON_REJECT_DUPLICATES, &err);
+	ag_buf_release(&text);
+	if (!*out)
+		return ag_error_set(AG_EINVALID, "bundle '%s' is not JSON: line %d: %s", path,
+		    err.line, err.text);
+	return 0;
+}
+
+int
+ag_bundle_write(const char *path, int fd, const json_t *bundle)
+{
+	char *text = json_dumps(bundle, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+	size_t len;
+	int rc = 0;
+
+	if (!text)
+		return ag_error_set(AG_ERROR, "out of memory");
+	len = strlen(text);
+	text[len] = '\n';
+	if (path)
+		rc = ag_write_atomic(path, text, len + 1, 0644);
+	else if (ag_write_all(fd, text, len + 1) < 0)
+		rc = ag_error_sys(AG_ERROR, "cannot write the bundle");
+	free(text);
+	return rc;
+}
+
+/* ---- building a bundle from the state directory ---- */
+
+static int
+bytes_field(json_t *bundle, const char *name, const void *data, size_t len)
+{
+	char *s = NULL;
+	int rc;
+
+	if ((rc = ag_base64_encode(&s, data, len)) < 0)
+		return rc;
+	rc = json_object_set_new(bundle, name, json_pack("{s:s}", "base64", s));
+	free(s);
+	return rc < 0 ? ag_error_set(AG_ERROR, "out of memory") : 0;
+}
+
+/* Read a whole file into malloc'ed bytes; *out stays NULL for a missing one when optional. */
+static int
+slurp(unsigned char **out, size_t *len, const char *path, size_t max, int optional)
+{
+	struct ag_buf b;
+	int rc;
+
+	*out = NULL;
+	*len = 0;
+	if ((rc = ag_read_file(&b, path, max)) < 0)
+		return rc == AG_ENOTFOUND && optional ? 0 : rc;
+	*len = b.len;
+	*out = (unsigned char *)ag_buf_detach(&b);
+	return 0;
+}
+
+int
+ag_bundle_build(json_t **out, const struct ag_conf *c, const char *run)
+{
+	char path[AG_PATH_MAX], objects[AG_PATH_MAX];
+	struct ag_verify_opts o;
+	struct ag_key *key = NULL;
+	json_t *bundle = NULL, *items = NULL, *report = NULL;
+	unsigned char *cp = NULL;
+	struct bun b;
+	int rc;
+
+	*out = NULL;
+	memset(&b, 0, sizeof(b));
+	memset(&o, 0, sizeof(o));
+	if ((rc = ag_id_check(run, strlen(run))) < 0 || (rc = ag_run_exists(c->dir, run)) < 0)
+		return rc;
+	snprintf(b.run, sizeof(b.run), "%s", run);
+	if ((rc = ag_path(path, sizeof(path), "%s/runs/%s/plan.json", c->dir, run)) < 0 ||
+	    (rc = slurp(&b.plan, &b.planlen, path, AG_PLAN_MAX + (1 << 20), 0)) < 0 ||
+	    (rc = ag_path(path, sizeof(path), "%s/runs/%s/checkpoint", c->dir, run)) < 0 ||
+	    (rc = slurp(&cp, &b.cplen, path, AG_NOTE_MAX, 1)) < 0 ||
+	    (rc = ag_path(path, sizeof(path), "%s/runs/%s/status.jsonl", c->dir, run)) < 0 ||
+	    (rc = slurp(&b.log, &b.loglen, path, AG_LOG_MAX, 0)) < 0)
+		goto out;
+	if (cp) {
+		b.cp = (char *)cp;	/* ag_read_file ends it with a NUL */
+		cp = NULL;
+	} else {
+		/* a run still going: a last line without its newline is being written */
+		while (b.loglen && b.log[b.loglen - 1] != '\n')
+			b.loglen--;
+	}
+	if ((rc = bun_parse(&b)) < 0 || (rc = derive_items(&items, &b)) < 0)
+		goto out;
+
+	if ((rc = ag_path(path, sizeof(path), "%s/keys/signing.pub", c->dir)) < 0 ||
+	    (rc = ag_key_load_public(&key, path)) < 0 ||
+	    (rc = ag_path(objects, sizeof(objects), "%s/objects.git", c->dir)) < 0)
+		goto out;
+	o.key = key;
+	o.objects = objects;
+	if ((rc = check_all(&report, &b, items, &o)) < 0)
+		goto out;
+
+	bundle = json_pack("{s:s, s:i, s:s}", "format", AG_BUNDLE_FORMAT, "version",
+	    AG_BUNDLE_VERSION, "run", run);
+	if (!bundle) {
+		rc = ag_error_set(AG_ERROR, "out of memory");
+		goto out;
+	}
+	if ((rc = bytes_field(bundle, "plan", b.plan, b.planlen)) < 0 ||
+	    (rc = bytes_field(bundle, "log", b.log, b.loglen)) < 0)
+		goto out;
+	json_object_set(bundle, "items", items);
+	if (b.cp)
+		rc = bytes_field(bundle, "checkpoint", b.cp, b.cplen);
+	else
+		json_object_set_new(bundle, "checkpoint", json_null());
+	if (rc < 0)
+		goto out;
+	json_object_set_new(bundle, "anchors", json_array());
+	json_object_set(bundle, "report", report);
+	*out = bundle;
+	bundle = NULL;
+out:
+	free(cp);
+	json_decref(bundle);
+	json_decref(items);
+	json_decref(report);
+	ag_key_free(key);
+	bun_release(&b);
+	return rc;
+}
