@@ -1,8 +1,8 @@
 # agora: make, make check, make demo, make install, make clean
 -include config.mk
 
-LIBSRC = artifact buf clock conf control crash err exec fsio hash id init lock map plan reconcile \
-	sandbox sched spawn state store submit cli
+LIBSRC = artifact audit buf clock conf control crash err exec fsio hash id init lock map merkle note \
+	plan reconcile sandbox sched spawn state store submit cli
 PROGS = agora agora-init agora-validate agora-submit agora-reconcile agora-serve \
 	agora-watch agora-status agora-ctl agora-show agora-apply
 LIBEXEC = agora-exec
@@ -18,7 +18,7 @@ all: $(BINS)
 config.mk:
 	./configure
 
-build/%.o: src/%.c src/agora.h src/internal.h src/banned.h config.mk
+build/%.o: src/%.c src/agora.h src/audit.h src/internal.h src/banned.h config.mk
 	@mkdir -p build
 	@echo "CC $<"; $(CC) $(CFLAGS) -DLIBEXECDIR='"$(LIBEXECDIR)"' -c -o $@ $<
 
@@ -30,7 +30,7 @@ bin/%: build/%.o build/libagora.a
 	@mkdir -p bin
 	@echo "LD $@"; $(CC) $(LDFLAGS) -o $@ $< build/libagora.a $(LIBS)
 
-bin/agora-helper: t/helper/agora-helper.c build/libagora.a src/agora.h
+bin/agora-helper: t/helper/agora-helper.c build/libagora.a src/agora.h src/audit.h
 	@mkdir -p bin
 	$(CC) $(CFLAGS) -Isrc $(LDFLAGS) -o $@ $< build/libagora.a $(LIBS)
 

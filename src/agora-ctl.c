@@ -114,6 +114,10 @@ main(int argc, char **argv)
 			ag_error_set(AG_ENOTFOUND, "unknown item '%s' in run '%s'", d.item, run);
 			ag_die(AG_ENOTFOUND);
 		}
+		if (r->sealed) {
+			ag_error_set(AG_EINVALID, "run '%s' is sealed; it takes no more directives", run);
+			ag_die(AG_EINVALID);
+		}
 		if (r->completed) {
 			ag_error_set(AG_EINVALID, "run '%s' has completed; it takes no more directives", run);
 			ag_die(AG_EINVALID);

@@ -20,6 +20,7 @@ struct view {
 	enum mode mode;
 	struct ag_run *run;
 	int64_t last_draw;
+	int ended;	/* run.completed was shown: what follows (run.sealed) is not */
 };
 
 /* One line per event: seq, time, event, item, then the other fields as k=v. */
@@ -30,6 +31,9 @@ print_line(void *arg, const char *line, size_t len, const json_t *ev)
 	const char *k, *item;
 	json_t *val;
 
+	if (v->ended)
+		return;
+	v->ended = v->run->completed;
 	if (v->mode == JSON) {
 		fwrite(line, 1, len, stdout);
 		fputc('\n', stdout);
@@ -136,7 +140,7 @@ main(int argc, char **argv)
 	};
 	char path[AG_PATH_MAX];
 	struct ag_conf conf;
-	struct view v = { LINES, NULL, 0 };
+	struct view v = { LINES, NULL, 0, 0 };
 	const char *dir = NULL, *id;
 	int64_t deadline = 0, t;
 	int c, rc, in = -1, json = 0;

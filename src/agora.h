@@ -291,6 +291,8 @@ struct ag_run {
 	int want_cancel;
 	int cancelled;
 	int completed;
+	int64_t completed_seq;	/* the seq of run.completed: the sealed tree has seq + 1 lines */
+	int sealed;		/* run.sealed is logged */
 	char outcome[16];
 	int64_t control_off;
 	int64_t global_off;

@@ -6,6 +6,7 @@
  * re-run: a tick after a crash finishes what the crashed one began.
  */
 #include "agora.h"
+#include "audit.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -51,6 +52,7 @@ struct tick {
 	struct ag_buf global;	/* the global control file */
 	int global_paused;	/* its standing PAUSE/RESUME state */
 	int64_t now;
+	struct ag_key *key;	/* the signing key, loaded when a run is to be sealed */
 };
 
 static void
@@ -1285,6 +1287,21 @@ complete(struct tick *t, struct ag_run *r)
 	return 0;
 }
 
+/* After run.completed is durable: the checkpoint, the global log, run.sealed. */
+static int
+seal(struct tick *t, struct ag_run *r)
+{
+	struct ag_seal s;
+	char why[512];
+	int rc;
+
+	if (!t->key && (rc = ag_signing_key(&t->key, t->dir)) < 0) {
+		snprintf(why, sizeof(why), "%s", ag_error_msg());
+		return ag_error_set(rc, "cannot seal run '%s': %s", r->id, why);
+	}
+	return ag_seal_run(&s, t->dir, r, t->key);
+}
+
 static int
 deactivate(struct tick *t, struct ag_run *r)
 {
@@ -1475,7 +1492,8 @@ ag_tick(struct ag_tick_stats *out, const char *dir, const struct ag_tick_opts *o
 	for (i = 0; i < t.nruns; i++) {
 		struct ag_run *r = t.runs[i];
 		if (r->completed) {
-			if (deactivate(&t, r) < 0)
+			/* a run that cannot be sealed stays active: the next tick tries again */
+			if ((!r->sealed && seal(&t, r) < 0) || deactivate(&t, r) < 0)
 				warn(&t, "", ag_error_msg());
 		} else if (r->changed && (!cache || t.now - cache->last_snapshot >= 2000)) {
 			if (ag_run_snapshot(r) < 0)
@@ -1491,6 +1509,7 @@ out:
 		close_spawn(&t.spawns[i]);
 	free(t.spawns);
 	release_runs(&t, cache);
+	ag_key_free(t.key);
 	if (lockfd >= 0)
 		close(lockfd);
 	if (!cache || &cache->conf != t.confp)

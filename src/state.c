@@ -151,7 +151,10 @@ ag_run_apply(struct ag_run *r, const json_t *ev)
 	} else if (strcmp(e, "run.completed") == 0) {
 		const char *o = json_string_value(json_object_get(ev, "status"));
 		r->completed = 1;
+		r->completed_seq = json_integer_value(json_object_get(ev, "seq"));
 		snprintf(r->outcome, sizeof(r->outcome), "%s", o ? o : "");
+	} else if (strcmp(e, "run.sealed") == 0) {
+		r->sealed = 1;
 	} else if (strcmp(e, "control.applied") == 0) {
 		apply_control(r, ev, it);
 	} else if (!it) {

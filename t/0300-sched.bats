@@ -95,7 +95,7 @@ probe() { # probe ID DIR [DEPS] [LOCKS] [EXTRA]
 	drive r
 	assert_equal "$(outcome r)" succeeded
 	run -0 events r
-	assert_output "$(printf '%s\n' run.submitted item.ready item.running item.retrying item.running item.done run.completed)"
+	assert_output "$(printf '%s\n' run.submitted item.ready item.running item.retrying item.running item.done run.completed run.sealed)"
 	run -0 grep '"event":"item.retrying"' "$D/runs/r/status.jsonl"
 	assert_output --partial '"attempt":1,"retryAt":'
 	assert_output --partial '"exit":7,"reason":"exit 7"'

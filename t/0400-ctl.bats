@@ -81,7 +81,8 @@ ev() {
 	[ -e "$T/b.ran" ]
 	run -0 events r
 	assert_output "$(printf '%s\n' run.submitted item.ready item.running control.applied run.paused \
-		item.done item.ready control.applied run.resumed item.running item.done run.completed)"
+		item.done item.ready control.applied run.resumed item.running item.done run.completed \
+		run.sealed)"
 }
 
 @test "a PAUSE written by hand, porki style, applies with actor 'file'" {
@@ -532,13 +533,13 @@ ev() {
 	touch "$BATS_TEST_TMPDIR/a.release"
 }
 
-@test "agora-ctl refuses a completed run, exit 100" {
+@test "agora-ctl refuses a completed (and sealed) run, exit 100" {
 	agora_init
 	plan p.json r "$(item a true)"
 	agora-submit p.json >/dev/null
 	drive r
 	run -100 agora-ctl r PAUSE
-	assert_output "agora-ctl: run 'r' has completed; it takes no more directives"
+	assert_output "agora-ctl: run 'r' is sealed; it takes no more directives"
 	[ ! -s "$D/runs/r/control" ]
 }
 
@@ -712,8 +713,10 @@ ev() {
 	echo PAUSE >> "$D/runs/r/control"
 	tick
 	[ ! -e "$D/active/r" ]
-	run -0 tail -n 1 "$D/runs/r/status.jsonl"
-	assert_output --partial '"event":"run.completed"'
+	# only the seal follows run.completed
+	run -0 tail -n 2 "$D/runs/r/status.jsonl"
+	assert_line --index 0 --partial '"event":"run.completed"'
+	assert_line --index 1 --partial '"event":"run.sealed"'
 }
 
 @test "concurrent agora-ctl calls while serve ticks: every line whole, each applied once" {

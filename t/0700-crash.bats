@@ -68,6 +68,10 @@ check_point() {
 @test "crash at reap-log (an attempt's end logged, the tick died)" { check_point reap-log; }
 @test "crash at complete-log (run.completed logged, still active)" { check_point complete-log; }
 @test "crash at complete-active (removed from active/)" { check_point complete-active; }
+@test "crash at seal-checkpoint (run checkpoint written)" { check_point seal-checkpoint; }
+@test "crash at seal-log (global log entry appended)" { check_point seal-log; }
+@test "crash at seal-global (global checkpoint written)" { check_point seal-global; }
+@test "crash at seal-event (run.sealed logged, still active)" { check_point seal-event; }
 
 @test "crash at ingest-reject (.err written, plan not yet moved)" {
 	agora_init

@@ -25,9 +25,25 @@
  * line with the artifact fields, as an attempt that exited 0:
  *   agora-helper done DIR RUN ITEM ATTEMPT BASE WORKTREE OUTPUTS [PATCH...]
  *                                     prints the patch blob id, or "-"
+ * Audit (merkle.c, note.c); hashes are lower-case hex:
+ *   agora-helper merkle-root FILE [N]          "SIZE ROOT" of the first N lines (all)
+ *   agora-helper merkle-leaf FILE INDEX        the leaf hash of line INDEX (from 0)
+ *   agora-helper merkle-inclusion FILE INDEX [N]   PATH(INDEX, D[N]), a hash a line
+ *   agora-helper merkle-consistency FILE M [N]     PROOF(M, D[N]), a hash a line
+ *   agora-helper merkle-verify-inclusion LEAF INDEX N ROOT [HASH...]
+ *   agora-helper merkle-verify-consistency M N ROOT-M ROOT-N [HASH...]
+ *                                     print "ok", or fail with the reason
+ *   agora-helper merkle-selftest N    every proof for 0 <= m <= n <= N verifies,
+ *                                     and none with a flipped bit; prints "ok COUNT"
+ *   agora-helper key-info KEYFILE     "name NAME" and "id HEX" (.key or .pub)
+ *   agora-helper note-sign KEY BODY   the signed note of the file BODY
+ *   agora-helper note-verify PUB NOTE "ok", or fail with the reason
+ *   agora-helper checkpoint-sign KEY ORIGIN FILE [N]   a checkpoint of FILE's lines
+ *   agora-helper checkpoint-parse NOTE "origin O", "size N", "root HEX"
  * Errors go to stderr as "agora-helper: MESSAGE", with agora's exit codes.
  */
 #include "agora.h"
+#include "audit.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -365,6 +381,222 @@ out:
 	return rc < 0 ? fail(rc) : 0;
 }
 
+static int
+read_leaves(unsigned char **leaves, uint64_t *n, const char *file, const char *count)
+{
+	return ag_merkle_file_leaves(leaves, n, NULL, file,
+	    count ? strtoull(count, NULL, 10) : UINT64_MAX);
+}
+
+static void
+print_proof(const struct ag_proof *p)
+{
+	char hex[2 * AG_HASH_LEN + 1];
+	size_t i;
+
+	for (i = 0; i < p->n; i++) {
+		ag_hex(hex, p->h[i], AG_HASH_LEN);
+		printf("%s\n", hex);
+	}
+}
+
+static int
+hex_args(struct ag_proof *p, char **argv, int argc)
+{
+	int i, rc;
+
+	p->n = 0;
+	for (i = 0; i < argc; i++) {
+		if (p->n == AG_PROOF_MAX)
+			return ag_error_set(AG_EINVALID, "too many hashes");
+		if ((rc = ag_unhex(p->h[p->n++], AG_HASH_LEN, argv[i])) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Every proof of trees up to max leaves verifies, and fails with any bit flipped. */
+static int
+merkle_selftest(uint64_t max)
+{
+	unsigned char *leaves = malloc((max + 1) * AG_HASH_LEN), roots[64][AG_HASH_LEN];
+	char line[32];
+	struct ag_proof p;
+	uint64_t n, m, count = 0;
+	size_t i;
+	int rc = 0, bit;
+
+	if (!leaves || max >= 64)
+		return ag_error_set(AG_EINVALID, "selftest takes N < 64");
+	for (n = 0; n < max; n++) {
+		snprintf(line, sizeof(line), "line %llu", (unsigned long long)n);
+		if ((rc = ag_merkle_leaf(leaves + n * AG_HASH_LEN, line, strlen(line))) < 0)
+			goto out;
+	}
+	for (n = 0; n <= max; n++)
+		if ((rc = ag_merkle_tree_hash(roots[n], leaves, n)) < 0)
+			goto out;
+	for (n = 0; n <= max; n++)
+		for (m = 0; m <= n; m++) {
+			if (m < n) {
+				if ((rc = ag_merkle_inclusion(&p, leaves, n, m)) < 0)
+					goto out;
+				if ((rc = ag_merkle_verify_inclusion(leaves + m * AG_HASH_LEN, m, n, &p,
+				    roots[n])) < 0) {
+					rc = ag_error_set(AG_ERROR, "inclusion %llu in %llu: %s",
+					    (unsigned long long)m, (unsigned long long)n, ag_error_msg());
+					goto out;
+				}
+				for (i = 0; i < p.n; i++)
+					for (bit = 0; bit < 256; bit += 37) {
+						p.h[i][bit / 8] ^= (unsigned char)(1 << (bit % 8));
+						if (ag_merkle_verify_inclusion(leaves + m * AG_HASH_LEN, m, n,
+						    &p, roots[n]) == 0) {
+							rc = ag_error_set(AG_ERROR, "inclusion %llu in %llu: "
+							    "flipped hash %zu verifies", (unsigned long long)m,
+							    (unsigned long long)n, i);
+							goto out;
+						}
+						p.h[i][bit / 8] ^= (unsigned char)(1 << (bit % 8));
+					}
+				count++;
+			}
+			if ((rc = ag_merkle_consistency(&p, leaves, n, m)) < 0)
+				goto out;
+			if ((rc = ag_merkle_verify_consistency(m, n, roots[m], roots[n], &p)) < 0) {
+				rc = ag_error_set(AG_ERROR, "consistency %llu to %llu: %s",
+				    (unsigned long long)m, (unsigned long long)n, ag_error_msg());
+				goto out;
+			}
+			for (i = 0; i < p.n; i++) {
+				p.h[i][i % AG_HASH_LEN] ^= 0x80;
+				if (ag_merkle_verify_consistency(m, n, roots[m], roots[n], &p) == 0) {
+					rc = ag_error_set(AG_ERROR, "consistency %llu to %llu: "
+					    "flipped hash %zu verifies", (unsigned long long)m,
+					    (unsigned long long)n, i);
+					goto out;
+				}
+				p.h[i][i % AG_HASH_LEN] ^= 0x80;
+			}
+			/* a wrong first root never passes for 0 < m < n, nor for m == n */
+			if (m > 0 && m <= n && n > 0) {
+				unsigned char bad[AG_HASH_LEN];
+				memcpy(bad, roots[m], AG_HASH_LEN);
+				bad[0] ^= 1;
+				if (ag_merkle_verify_consistency(m, n, bad, roots[n], &p) == 0) {
+					rc = ag_error_set(AG_ERROR, "consistency %llu to %llu: "
+					    "a wrong old root verifies", (unsigned long long)m,
+					    (unsigned long long)n);
+					goto out;
+				}
+			}
+			count++;
+		}
+	printf("ok %llu\n", (unsigned long long)count);
+out:
+	free(leaves);
+	return rc;
+}
+
+static int
+audit_cmd(int argc, char **argv)
+{
+	const char *cmd = argv[1];
+	char hex[2 * AG_HASH_LEN + 1];
+	unsigned char root[AG_HASH_LEN], rootn[AG_HASH_LEN], leaf[AG_HASH_LEN];
+	unsigned char *leaves = NULL;
+	struct ag_key *k = NULL;
+	struct ag_buf b = { 0 };
+	struct ag_proof p;
+	uint64_t n = 0, bytes;
+	char *note = NULL;
+	size_t len;
+	int rc = AG_EINVALID;
+
+	if (strcmp(cmd, "merkle-root") == 0 && (argc == 3 || argc == 4)) {
+		rc = ag_merkle_file_root(root, &n, &bytes, argv[2],
+		    argc == 4 ? strtoull(argv[3], NULL, 10) : UINT64_MAX);
+		if (rc == 0) {
+			ag_hex(hex, root, AG_HASH_LEN);
+			printf("%llu %s\n", (unsigned long long)n, hex);
+		}
+	} else if (strcmp(cmd, "merkle-leaf") == 0 && argc == 4) {
+		if ((rc = read_leaves(&leaves, &n, argv[2], NULL)) == 0) {
+			uint64_t i = strtoull(argv[3], NULL, 10);
+			if (i >= n)
+				rc = ag_error_set(AG_EINVALID, "no line %llu", (unsigned long long)i);
+			else {
+				ag_hex(hex, leaves + i * AG_HASH_LEN, AG_HASH_LEN);
+				printf("%s\n", hex);
+			}
+		}
+	} else if (strcmp(cmd, "merkle-inclusion") == 0 && (argc == 4 || argc == 5)) {
+		if ((rc = read_leaves(&leaves, &n, argv[2], argc == 5 ? argv[4] : NULL)) == 0 &&
+		    (rc = ag_merkle_inclusion(&p, leaves, n, strtoull(argv[3], NULL, 10))) == 0)
+			print_proof(&p);
+	} else if (strcmp(cmd, "merkle-consistency") == 0 && (argc == 4 || argc == 5)) {
+		if ((rc = read_leaves(&leaves, &n, argv[2], argc == 5 ? argv[4] : NULL)) == 0 &&
+		    (rc = ag_merkle_consistency(&p, leaves, n, strtoull(argv[3], NULL, 10))) == 0)
+			print_proof(&p);
+	} else if (strcmp(cmd, "merkle-verify-inclusion") == 0 && argc >= 6) {
+		if ((rc = ag_unhex(leaf, AG_HASH_LEN, argv[2])) == 0 &&
+		    (rc = ag_unhex(root, AG_HASH_LEN, argv[5])) == 0 &&
+		    (rc = hex_args(&p, argv + 6, argc - 6)) == 0 &&
+		    (rc = ag_merkle_verify_inclusion(leaf, strtoull(argv[3], NULL, 10),
+		    strtoull(argv[4], NULL, 10), &p, root)) == 0)
+			printf("ok\n");
+	} else if (strcmp(cmd, "merkle-verify-consistency") == 0 && argc >= 6) {
+		if ((rc = ag_unhex(root, AG_HASH_LEN, argv[4])) == 0 &&
+		    (rc = ag_unhex(rootn, AG_HASH_LEN, argv[5])) == 0 &&
+		    (rc = hex_args(&p, argv + 6, argc - 6)) == 0 &&
+		    (rc = ag_merkle_verify_consistency(strtoull(argv[2], NULL, 10),
+		    strtoull(argv[3], NULL, 10), root, rootn, &p)) == 0)
+			printf("ok\n");
+	} else if (strcmp(cmd, "merkle-selftest") == 0 && argc == 3) {
+		rc = merkle_selftest(strtoull(argv[2], NULL, 10));
+	} else if (strcmp(cmd, "key-info") == 0 && argc == 3) {
+		len = strlen(argv[2]);
+		if (len > 4 && strcmp(argv[2] + len - 4, ".pub") == 0)
+			rc = ag_key_load_public(&k, argv[2]);
+		else
+			rc = ag_key_load_private(&k, argv[2]);
+		if (rc == 0)
+			printf("name %s\nid %s\n", ag_key_name(k), ag_key_id_hex(k));
+	} else if (strcmp(cmd, "note-sign") == 0 && argc == 4) {
+		if ((rc = ag_key_load_private(&k, argv[2])) == 0 &&
+		    (rc = ag_read_file(&b, argv[3], AG_NOTE_MAX)) == 0 &&
+		    (rc = ag_note_sign(&note, &len, b.ptr, b.len, k)) == 0)
+			fwrite(note, 1, len, stdout);
+	} else if (strcmp(cmd, "note-verify") == 0 && argc == 4) {
+		if ((rc = ag_key_load_public(&k, argv[2])) == 0 &&
+		    (rc = ag_read_file(&b, argv[3], AG_NOTE_MAX + 1)) == 0 &&
+		    (rc = ag_note_verify(b.ptr, b.len, k)) == 0)
+			printf("ok\n");
+	} else if (strcmp(cmd, "checkpoint-sign") == 0 && (argc == 5 || argc == 6)) {
+		if ((rc = ag_key_load_private(&k, argv[2])) == 0 &&
+		    (rc = ag_merkle_file_root(root, &n, &bytes, argv[4],
+		    argc == 6 ? strtoull(argv[5], NULL, 10) : UINT64_MAX)) == 0 &&
+		    (rc = ag_checkpoint_sign(&note, &len, argv[3], n, root, k)) == 0)
+			fwrite(note, 1, len, stdout);
+	} else if (strcmp(cmd, "checkpoint-parse") == 0 && argc == 3) {
+		struct ag_checkpoint c;
+		if ((rc = ag_read_file(&b, argv[2], AG_NOTE_MAX + 1)) == 0 &&
+		    (rc = ag_checkpoint_parse(&c, b.ptr, b.len)) == 0) {
+			ag_hex(hex, c.root, AG_HASH_LEN);
+			printf("origin %s\nsize %llu\nroot %s\n", c.origin,
+			    (unsigned long long)c.size, hex);
+		}
+	} else {
+		fprintf(stderr, "agora-helper: bad arguments for %s\n", cmd);
+		return 100;
+	}
+	free(leaves);
+	free(note);
+	ag_key_free(k);
+	ag_buf_release(&b);
+	return rc < 0 ? fail(rc) : 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -377,6 +609,9 @@ main(int argc, char **argv)
 		return sched_props((int)strtol(argv[2], NULL, 10), strtoull(argv[3], NULL, 10));
 	if (argc >= 9 && strcmp(argv[1], "done") == 0)
 		return done_cmd(argc, argv);
+	if (argc >= 3 && (strncmp(argv[1], "merkle-", 7) == 0 || strncmp(argv[1], "note-", 5) == 0 ||
+	    strncmp(argv[1], "checkpoint-", 11) == 0 || strcmp(argv[1], "key-info") == 0))
+		return audit_cmd(argc, argv);
 	for (i = 0; argc >= 4 && store_cmds[i]; i++)
 		if (strcmp(argv[1], store_cmds[i]) == 0)
 			return store_cmd(argc, argv);
