@@ -1,10 +1,10 @@
 # agora: make, make check, make demo, make install, make clean
 -include config.mk
 
-LIBSRC = artifact audit buf clock conf control crash err exec fsio hash id init lock map merkle note \
+LIBSRC = artifact audit buf bundle clock conf control crash err exec fsio hash id init lock map merkle note \
 	plan reconcile sandbox sched spawn state store submit cli
 PROGS = agora agora-init agora-validate agora-submit agora-reconcile agora-serve \
-	agora-watch agora-status agora-ctl agora-show agora-apply
+	agora-watch agora-status agora-ctl agora-show agora-apply agora-audit agora-verify
 LIBEXEC = agora-exec
 MAN1 = $(PROGS:%=doc/%.1)
 MAN5 = doc/agora-plan.5 doc/agora-state.5
@@ -18,7 +18,7 @@ all: $(BINS)
 config.mk:
 	./configure
 
-build/%.o: src/%.c src/agora.h src/audit.h src/internal.h src/banned.h config.mk
+build/%.o: src/%.c src/agora.h src/audit.h src/bundle.h src/internal.h src/banned.h config.mk
 	@mkdir -p build
 	@echo "CC $<"; $(CC) $(CFLAGS) -DLIBEXECDIR='"$(LIBEXECDIR)"' -c -o $@ $<
 
