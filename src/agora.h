@@ -292,6 +292,7 @@ struct ag_run {
 	int cancelled;
 	int completed;
 	int64_t completed_seq;	/* the seq of run.completed: the sealed tree has seq + 1 lines */
+	char completed_at[AG_TIME_LEN];	/* its at, which run.sealed repeats */
 	int sealed;		/* run.sealed is logged */
 	char outcome[16];
 	int64_t control_off;

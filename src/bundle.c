@@ -42,6 +42,10 @@ struct bun {
 	char *cp;		/* the checkpoint note, or NULL */
 	size_t cplen;
 	const json_t *items;	/* the bundle's items (borrowed), or NULL when building */
+	char *gcp;		/* the global log's checkpoint, or NULL */
+	size_t gcplen;
+	uint64_t gindex;	/* the run's entry in the global log */
+	struct ag_proof gproof;	/* its inclusion in the global checkpoint's tree */
 
 	struct line *lines;
 	size_t nlines;
@@ -83,6 +87,7 @@ bun_release(struct bun *b)
 	free(b->plan);
 	free(b->log);
 	free(b->cp);
+	free(b->gcp);
 	json_decref(b->planj);
 	if (b->have_planidx)
 		ag_map_release(&b->planidx);
@@ -318,12 +323,125 @@ b64_root(char out[64], const unsigned char root[AG_HASH_LEN])
 	free(s);
 }
 
-static void
-check_root(struct report *r, const struct bun *b, struct ag_checkpoint *cpi, int *parsed)
+/*
+ * run.sealed, byte for byte: every field follows from the line before it
+ * (seq, at, prev), the checkpoint (size, root, checkpoint, key, keyId)
+ * or the global log (logIndex, checked by global_inclusion()). So the
+ * line is rendered again as reconcile renders it and compared.
+ */
+static int
+sealed_line(char *why, size_t size, struct bun *b, const struct ag_checkpoint *cpi)
 {
-	char origin[AG_ORIGIN_MAX + 1], got[64], want[64];
+	const struct line *l = &b->lines[cpi->size], *done = &b->lines[cpi->size - 1];
+	const char *at = ev_str(done->ev, "at"), *key = ev_str(l->ev, "key");
+	const char *keyid = ev_str(l->ev, "keyId");
+	const json_t *li = json_object_get(l->ev, "logIndex");
+	char root[2 * AG_HASH_LEN + 1], sum[65], prev[65], id[9];
+	struct ag_note note;
+	json_t *want = NULL;
+	char *text = NULL;
+	size_t k;
+	int rc = -1, signer = 0;
+
+	if (!json_is_integer(li) || json_integer_value(li) < 0) {
+		snprintf(why, size, "logIndex is not a number");
+		return -1;
+	}
+	b->gindex = (uint64_t)json_integer_value(li);
+	/* key and keyId name a key that signed the checkpoint */
+	if (ag_note_parse(&note, b->cp, b->cplen) == 0)
+		for (k = 0; k < note.nsigs; k++) {
+			ag_hex(id, note.sigs[k].id, 4);
+			signer |= key && keyid && strcmp(note.sigs[k].name, key) == 0 &&
+			    strcmp(id, keyid) == 0;
+		}
+	if (!signer) {
+		snprintf(why, size, "key and keyId do not name a signer of the checkpoint");
+		return -1;
+	}
+	ag_hex(root, cpi->root, AG_HASH_LEN);
+	if (ag_sha256_hex(sum, b->cp, b->cplen) < 0 ||
+	    ag_sha256_hex(prev, b->log + done->off, done->len) < 0) {
+		snprintf(why, size, "%s", ag_error_msg());
+		return -1;
+	}
+	want = json_pack("{s:I, s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:s, s:I, s:s}",
+	    "seq", (json_int_t)cpi->size, "at", at ? at : "", "run", b->run, "event", "run.sealed",
+	    "size", (json_int_t)cpi->size, "root", root, "checkpoint", sum, "key", key,
+	    "keyId", keyid, "logIndex", (json_int_t)b->gindex, "prev", prev);
+	if (!want || !(text = json_dumps(want, JSON_COMPACT | JSON_PRESERVE_ORDER))) {
+		snprintf(why, size, "out of memory");
+		goto out;
+	}
+	if (strlen(text) != l->len || memcmp(text, b->log + l->off, l->len) != 0) {
+		snprintf(why, size, "not the line that seals this checkpoint after line %llu",
+		    (unsigned long long)cpi->size);
+		goto out;
+	}
+	rc = 0;
+out:
+	free(text);
+	json_decref(want);
+	return rc;
+}
+
+/* The run's entry (run, size, root, checkpoint hash) is leaf gindex of the signed global tree. */
+static int
+global_inclusion(char *why, size_t size, uint64_t *gsize, const struct bun *b,
+    const struct ag_checkpoint *cpi)
+{
+	struct ag_checkpoint g;
+	struct ag_log_entry e;
+	unsigned char leaf[AG_HASH_LEN];
+	char sum[65], *line = NULL;
+	int rc;
+
+	if (!b->gcp) {
+		snprintf(why, size, "no global checkpoint: nothing shows the run in the global log");
+		return -1;
+	}
+	if (ag_checkpoint_parse(&g, b->gcp, b->gcplen) < 0) {
+		snprintf(why, size, "global checkpoint: %s", ag_error_msg());
+		return -1;
+	}
+	*gsize = g.size;
+	if (strcmp(g.origin, AG_LOG_ORIGIN) != 0) {
+		snprintf(why, size, "the global checkpoint's origin is '%s', not '%s'",
+		    ag_quote(g.origin, strlen(g.origin)), AG_LOG_ORIGIN);
+		return -1;
+	}
+	memset(&e, 0, sizeof(e));
+	snprintf(e.run, sizeof(e.run), "%s", b->run);
+	e.size = cpi->size;
+	memcpy(e.root, cpi->root, AG_HASH_LEN);
+	if (ag_sha256_hex(sum, b->cp, b->cplen) < 0 || ag_unhex(e.checkpoint, AG_HASH_LEN, sum) < 0 ||
+	    ag_log_entry_format(&line, &e) < 0 || ag_merkle_leaf(leaf, line, strlen(line)) < 0) {
+		free(line);
+		snprintf(why, size, "%s", ag_error_msg());
+		return -1;
+	}
+	free(line);
+	if (b->gindex >= g.size) {
+		snprintf(why, size, "logIndex %llu is not in the global log of %llu entries",
+		    (unsigned long long)b->gindex, (unsigned long long)g.size);
+		return -1;
+	}
+	rc = ag_merkle_verify_inclusion(leaf, b->gindex, g.size, &b->gproof, g.root);
+	if (rc < 0) {
+		snprintf(why, size, "the run's entry is not entry %llu of the global log of %llu: %s",
+		    (unsigned long long)b->gindex, (unsigned long long)g.size, ag_error_msg());
+		return -1;
+	}
+	return 0;
+}
+
+static void
+check_root(struct report *r, struct bun *b, struct ag_checkpoint *cpi, int *parsed)
+{
+	char origin[AG_ORIGIN_MAX + 1], got[64], want[64], why[DETAIL_MAX];
 	unsigned char root[AG_HASH_LEN];
 	struct ag_merkle m;
+	uint64_t gsize = 0;
 	size_t i, after;
 
 	*parsed = 0;
@@ -386,14 +504,25 @@ check_root(struct report *r, const struct bun *b, struct ag_checkpoint *cpi, int
 		    (unsigned long long)cpi->size + 1);
 		return;
 	}
+	if (sealed_line(why, sizeof(why), b, cpi) < 0) {
+		set(r, AG_CHECK_ROOT, 0, "line %llu (run.sealed): %s", (unsigned long long)cpi->size + 1,
+		    why);
+		return;
+	}
+	if (global_inclusion(why, sizeof(why), &gsize, b, cpi) < 0) {
+		set(r, AG_CHECK_ROOT, 0, "%s", why);
+		return;
+	}
 	set(r, AG_CHECK_ROOT, 1, "the root of lines 1-%llu, up to run.completed, is %s, as the "
-	    "checkpoint says", (unsigned long long)cpi->size, got);
+	    "checkpoint says; run.sealed seals it as entry %llu of the global log of %llu",
+	    (unsigned long long)cpi->size, got, (unsigned long long)b->gindex,
+	    (unsigned long long)gsize);
 }
 
 /* ---- signature ---- */
 
 static void
-check_signature(struct report *r, const struct bun *b, const struct ag_key *k)
+check_signature(struct report *r, struct bun *b, const struct ag_key *k)
 {
 	if (!b->cp) {
 		set(r, AG_CHECK_SIGNATURE, NA, "no checkpoint");
@@ -403,8 +532,12 @@ check_signature(struct report *r, const struct bun *b, const struct ag_key *k)
 		set(r, AG_CHECK_SIGNATURE, 0, "%s", ag_error_msg());
 		return;
 	}
-	set(r, AG_CHECK_SIGNATURE, 1, "the checkpoint is signed by key '%s' (id %s)",
-	    ag_key_name(k), ag_key_id_hex(k));
+	if (b->gcp && ag_note_verify(b->gcp, b->gcplen, k) < 0) {
+		set(r, AG_CHECK_SIGNATURE, 0, "global checkpoint: %s", ag_error_msg());
+		return;
+	}
+	set(r, AG_CHECK_SIGNATURE, 1, "the checkpoint%s signed by key '%s' (id %s)",
+	    b->gcp ? " and the global checkpoint are" : " is", ag_key_name(k), ag_key_id_hex(k));
 }
 
 /* ---- anchor ---- */
@@ -870,6 +1003,38 @@ field_bytes(unsigned char **out, size_t *len, const json_t *bundle, const char *
 	return 0;
 }
 
+/* "global": null, or {"checkpoint": {"base64": ...}, "proof": ["<hex>", ...]}. */
+static int
+read_global(struct bun *b, const json_t *g)
+{
+	const json_t *proof = json_object_get(g, "proof"), *h;
+	unsigned char *cp = NULL;
+	size_t i;
+	int rc;
+
+	if (!g || json_is_null(g))
+		return 0;
+	if (!json_is_array(proof) || json_array_size(proof) > AG_PROOF_MAX)
+		return ag_error_set(AG_EINVALID, "the bundle's global.proof is not an array of at "
+		    "most %d hashes", AG_PROOF_MAX);
+	json_array_foreach(proof, i, h)
+		if (!json_is_string(h) || ag_unhex(b->gproof.h[i], AG_HASH_LEN, json_string_value(h)) < 0)
+			return ag_error_set(AG_EINVALID, "the bundle's global.proof[%zu] is not 64 hex "
+			    "digits", i);
+	b->gproof.n = json_array_size(proof);
+	if ((rc = field_bytes(&cp, &b->gcplen, g, "checkpoint", 0)) < 0)
+		return rc == AG_EINVALID ? ag_error_set(rc, "the bundle's global.checkpoint is not "
+		    "{\"base64\": ...}") : rc;
+	if (!(b->gcp = malloc(b->gcplen + 1))) {
+		free(cp);
+		return ag_error_set(AG_ERROR, "out of memory");
+	}
+	memcpy(b->gcp, cp, b->gcplen);
+	b->gcp[b->gcplen] = '\0';
+	free(cp);
+	return 0;
+}
+
 int
 ag_bundle_verify(json_t **out, const json_t *bundle, const struct ag_verify_opts *o)
 {
@@ -908,7 +1073,8 @@ ag_bundle_verify(json_t **out, const json_t *bundle, const struct ag_verify_opts
 		memcpy(b.cp, cp, b.cplen);
 		b.cp[b.cplen] = '\0';
 	}
-	if ((rc = bun_parse(&b)) < 0 || (rc = derive_items(&items, &b)) < 0)
+	if ((rc = read_global(&b, json_object_get(bundle, "global"))) < 0 ||
+	    (rc = bun_parse(&b)) < 0 || (rc = derive_items(&items, &b)) < 0)
 		goto out;
 	rc = check_all(out, &b, items, o);
 out:
@@ -986,6 +1152,89 @@ slurp(unsigned char **out, size_t *len, const char *path, size_t max, int option
 	return 0;
 }
 
+/*
+ * The global log's latest checkpoint and the proof that the run's entry
+ * (at the logIndex of its run.sealed) is in its tree; none for a run not
+ * sealed, or an index the log does not reach.
+ */
+static int
+load_global(struct bun *b, const char *dir)
+{
+	char path[AG_PATH_MAX];
+	struct ag_checkpoint g;
+	struct ag_log log;
+	const json_t *li = NULL;
+	unsigned char *cp = NULL;
+	size_t i, len;
+	int rc, cp_none = 0;
+
+	for (i = b->nlines; i > 0 && !li; i--)
+		if (ev_is(b->lines[i - 1].ev, "run.sealed"))
+			li = json_object_get(b->lines[i - 1].ev, "logIndex");
+	if (!json_is_integer(li) || json_integer_value(li) < 0)
+		return 0;
+	if ((rc = ag_path(path, sizeof(path), "%s/audit/checkpoint", dir)) < 0 ||
+	    (rc = slurp(&cp, &len, path, AG_NOTE_MAX, 1)) < 0)
+		return rc;
+	if (!cp)
+		return 0;
+	if (ag_checkpoint_parse(&g, (char *)cp, len) < 0 ||
+	    (uint64_t)json_integer_value(li) >= g.size) {
+		free(cp);
+		ag_error_clear();
+		return 0;
+	}
+	if ((rc = ag_log_load(&log, dir)) < 0) {
+		free(cp);
+		return rc;
+	}
+	/*
+	 * The checkpoint is written after the entries it covers, so the log
+	 * reaches it; when it does not (entries were cut), no proof is given,
+	 * and the root check says so.
+	 */
+	rc = 0;
+	if (log.n >= g.size)
+		rc = ag_log_inclusion(&b->gproof, &log, (uint64_t)json_integer_value(li), g.size);
+	else
+		cp_none = 1;
+	ag_log_release(&log);
+	if (rc < 0 || cp_none) {
+		free(cp);
+		return rc;
+	}
+	b->gcp = (char *)cp;
+	b->gcplen = len;
+	return 0;
+}
+
+static int
+global_field(json_t *bundle, const char *dir, const struct bun *b)
+{
+	char hex[2 * AG_HASH_LEN + 1];
+	json_t *g, *proof;
+	size_t i;
+	int rc;
+
+	(void)dir;
+	if (!b->gcp)
+		return json_object_set_new(bundle, "global", json_null()) < 0 ?
+		    ag_error_set(AG_ERROR, "out of memory") : 0;
+	if (!(g = json_object()) || !(proof = json_array())) {
+		json_decref(g);
+		return ag_error_set(AG_ERROR, "out of memory");
+	}
+	json_object_set_new(bundle, "global", g);
+	if ((rc = bytes_field(g, "checkpoint", b->gcp, b->gcplen)) < 0)
+		return rc;
+	for (i = 0; i < b->gproof.n; i++) {
+		ag_hex(hex, b->gproof.h[i], AG_HASH_LEN);
+		json_array_append_new(proof, json_string(hex));
+	}
+	json_object_set_new(g, "proof", proof);
+	return 0;
+}
+
 int
 ag_bundle_build(json_t **out, const struct ag_conf *c, const char *run)
 {
@@ -1018,7 +1267,8 @@ ag_bundle_build(json_t **out, const struct ag_conf *c, const char *run)
 		while (b.loglen && b.log[b.loglen - 1] != '\n')
 			b.loglen--;
 	}
-	if ((rc = bun_parse(&b)) < 0 || (rc = derive_items(&items, &b)) < 0)
+	if ((rc = bun_parse(&b)) < 0 || (rc = derive_items(&items, &b)) < 0 ||
+	    (rc = load_global(&b, c->dir)) < 0)
 		goto out;
 
 	if ((rc = ag_path(path, sizeof(path), "%s/keys/signing.pub", c->dir)) < 0 ||
@@ -1045,6 +1295,8 @@ ag_bundle_build(json_t **out, const struct ag_conf *c, const char *run)
 	else
 		json_object_set_new(bundle, "checkpoint", json_null());
 	if (rc < 0)
+		goto out;
+	if ((rc = global_field(bundle, c->dir, &b)) < 0)
 		goto out;
 	json_object_set_new(bundle, "anchors", json_array());
 	json_object_set(bundle, "report", report);
