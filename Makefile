@@ -30,7 +30,7 @@ bin/%: build/%.o build/libagora.a
 	@mkdir -p bin
 	@echo "LD $@"; $(CC) $(LDFLAGS) -o $@ $< build/libagora.a $(LIBS)
 
-bin/agora-helper: t/helper/agora-helper.c build/libagora.a src/agora.h src/audit.h
+bin/agora-helper: t/helper/agora-helper.c build/libagora.a src/agora.h src/audit.h src/bundle.h
 	@mkdir -p bin
 	$(CC) $(CFLAGS) -Isrc $(LDFLAGS) -o $@ $< build/libagora.a $(LIBS)
 
