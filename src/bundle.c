@@ -374,8 +374,27 @@ sealed_line(char *why, size_t size, struct bun *b, const struct ag_checkpoint *c
 		goto out;
 	}
 	if (strlen(text) != l->len || memcmp(text, b->log + l->off, l->len) != 0) {
-		snprintf(why, size, "not the line that seals this checkpoint after line %llu",
-		    (unsigned long long)cpi->size);
+		static const char *const what[][2] = {
+			{ "seq", "the seq after run.completed's" },
+			{ "at", "run.completed's at" },
+			{ "run", "the run's id" },
+			{ "event", "run.sealed" },
+			{ "size", "the checkpoint's size" },
+			{ "root", "the checkpoint's root" },
+			{ "checkpoint", "the SHA-256 of the checkpoint" },
+			{ "prev", "the SHA-256 of the line before" },
+			{ NULL, NULL }
+		};
+		snprintf(why, size, "the same fields as the line that seals the checkpoint, in "
+		    "other bytes");
+		for (k = 0; what[k][0]; k++)
+			if (!json_equal(json_object_get(l->ev, what[k][0]),
+			    json_object_get(want, what[k][0]))) {
+				snprintf(why, size, "its %s is not %s", what[k][0], what[k][1]);
+				break;
+			}
+		if (!what[k][0] && json_object_size(l->ev) != json_object_size(want))
+			snprintf(why, size, "it has fields that run.sealed does not have");
 		goto out;
 	}
 	rc = 0;
