@@ -2,13 +2,14 @@
 
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "banned.h"
 
 static const char usage[] =
     "agora-verify --key pub [--anchor kind:where]... [--objects dir] [--json] bundle\n"
-    "       agora-verify --key pub --log dir [--since checkpoint]";
+    "       agora-verify --key pub [--json] --log dir [--since checkpoint]";
 
 int
 main(int argc, char **argv)
@@ -18,12 +19,14 @@ main(int argc, char **argv)
 		{ "anchor", required_argument, NULL, 'a' },
 		{ "objects", required_argument, NULL, 'o' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "log", required_argument, NULL, 'l' },
+		{ "since", required_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct ag_anchor_spec anchors[AG_ANCHORS_MAX];
 	struct ag_verify_opts o = { 0 };
-	const char *keyfile = NULL;
+	const char *keyfile = NULL, *logdir = NULL, *since = NULL;
 	struct ag_key *key = NULL;
 	struct ag_buf text;
 	json_t *bundle = NULL, *report = NULL, *checks, *chk;
@@ -43,18 +46,24 @@ main(int argc, char **argv)
 			break;
 		case 'o': o.objects = optarg; break;
 		case 'j': json = 1; break;
+		case 'l': logdir = optarg; break;
+		case 's': since = optarg; break;
 		case 'h': ag_help(usage);
 		default: ag_usage(usage);
 		}
 	}
-	if (argc - optind != 1 || !keyfile)
+	if (!keyfile || (logdir ? argc != optind || o.nanchors || o.objects :
+	    argc - optind != 1 || since))
 		ag_usage(usage);
 	o.anchors = anchors;
-	if ((rc = ag_key_load_public(&key, keyfile)) < 0 ||
-	    (rc = ag_bundle_load(&bundle, argv[optind])) < 0)
+	if ((rc = ag_key_load_public(&key, keyfile)) < 0)
 		ag_die(rc);
 	o.key = key;
-	if ((rc = ag_bundle_verify(&report, bundle, &o)) < 0)
+	if (logdir)
+		rc = ag_log_verify(&report, logdir, key, since);
+	else if ((rc = ag_bundle_load(&bundle, argv[optind])) == 0)
+		rc = ag_bundle_verify(&report, bundle, &o);
+	if (rc < 0)
 		ag_die(rc);
 	intact = ag_report_intact(report);
 	ag_buf_init(&text, 0);
@@ -63,6 +72,8 @@ main(int argc, char **argv)
 		    ag_buf_printf(&text, "%s\n", name) < 0)
 			rc = ag_error_set(AG_ERROR, "out of memory");
 		free((char *)name);
+	} else if (logdir) {
+		rc = ag_log_report_text(&text, logdir, report);
 	} else {
 		rc = ag_report_text(&text, json_string_value(json_object_get(bundle, "run")), report);
 	}

@@ -1330,3 +1330,280 @@ out:
 	bun_release(&b);
 	return rc;
 }
+
+/* ---- the global log: agora-verify --log ---- */
+
+enum { LOG_CHECKPOINTS, LOG_RUNS, LOG_SINCE, LOG_NCHECKS };
+
+static const char *const log_check_names[LOG_NCHECKS] = { "checkpoints", "runs", "since" };
+
+struct log_report {
+	int ok[LOG_NCHECKS];
+	char detail[LOG_NCHECKS][DETAIL_MAX];
+};
+
+static void
+lset(struct log_report *r, int c, int ok, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void
+lset(struct log_report *r, int c, int ok, const char *fmt, ...)
+{
+	va_list ap;
+
+	r->ok[c] = ok;
+	va_start(ap, fmt);
+	vsnprintf(r->detail[c], sizeof(r->detail[c]), fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * A global checkpoint: signed by k, of origin agora/log, of the first
+ * size entries of l. *why says what is wrong.
+ */
+static int
+global_checkpoint(struct ag_checkpoint *out, char *why, size_t size, const char *note, size_t len,
+    const struct ag_log *l, const struct ag_key *k)
+{
+	unsigned char root[AG_HASH_LEN];
+
+	if (ag_note_verify(note, len, k) < 0 || ag_checkpoint_parse(out, note, len) < 0) {
+		snprintf(why, size, "%s", ag_error_msg());
+		return -1;
+	}
+	if (strcmp(out->origin, AG_LOG_ORIGIN) != 0) {
+		snprintf(why, size, "its origin is '%s', not '%s'", ag_quote(out->origin,
+		    strlen(out->origin)), AG_LOG_ORIGIN);
+		return -1;
+	}
+	if (out->size > l->n) {
+		snprintf(why, size, "it covers %llu entries, the log has %llu",
+		    (unsigned long long)out->size, (unsigned long long)l->n);
+		return -1;
+	}
+	if (ag_log_root(root, l, out->size) < 0) {
+		snprintf(why, size, "%s", ag_error_msg());
+		return -1;
+	}
+	if (memcmp(root, out->root, AG_HASH_LEN) != 0) {
+		snprintf(why, size, "its root is not the root of the log's first %llu entries",
+		    (unsigned long long)out->size);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * audit/checkpoints/0 .. N, each signed and of this log, each consistent
+ * with the one before by an RFC 6962 proof, and audit/checkpoint the
+ * latest of them. *latest is N.
+ */
+static void
+check_checkpoints(struct log_report *r, uint64_t *latest, unsigned char lroot[AG_HASH_LEN],
+    const char *dir, const struct ag_log *l, const struct ag_key *k)
+{
+	char path[AG_PATH_MAX], why[DETAIL_MAX];
+	unsigned char prev_root[AG_HASH_LEN];
+	struct ag_checkpoint cp;
+	struct ag_proof proof;
+	struct ag_buf note, last;
+	uint64_t n;
+	int rc;
+
+	*latest = 0;
+	if (ag_path(path, sizeof(path), "%s/audit/checkpoint", dir) < 0 ||
+	    ag_read_file(&last, path, AG_NOTE_MAX) < 0) {
+		lset(r, LOG_CHECKPOINTS, l->n ? 0 : NA, "%s", l->n ? ag_error_msg() :
+		    "no run is sealed: no global checkpoint");
+		return;
+	}
+	if (global_checkpoint(&cp, why, sizeof(why), last.ptr, last.len, l, k) < 0) {
+		lset(r, LOG_CHECKPOINTS, 0, "audit/checkpoint: %s", why);
+		goto out;
+	}
+	*latest = cp.size;
+	memcpy(lroot, cp.root, AG_HASH_LEN);
+	for (n = 0; n <= *latest; n++) {
+		if ((rc = ag_path(path, sizeof(path), "%s/audit/checkpoints/%llu", dir,
+		    (unsigned long long)n)) < 0 || (rc = ag_read_file(&note, path, AG_NOTE_MAX)) < 0) {
+			lset(r, LOG_CHECKPOINTS, 0, "%s", ag_error_msg());
+			goto out;
+		}
+		why[0] = '\0';
+		rc = global_checkpoint(&cp, why, sizeof(why), note.ptr, note.len, l, k);
+		if (rc == 0 && cp.size != n)
+			snprintf(why, sizeof(why), "its size is %llu", (unsigned long long)cp.size);
+		if (rc == 0 && n == *latest && (note.len != last.len ||
+		    memcmp(note.ptr, last.ptr, last.len) != 0))
+			snprintf(why, sizeof(why), "it is not audit/checkpoint, of the same size");
+		ag_buf_release(&note);
+		if (rc < 0 || cp.size != n || why[0]) {
+			lset(r, LOG_CHECKPOINTS, 0, "audit/checkpoints/%llu: %s", (unsigned long long)n,
+			    why);
+			goto out;
+		}
+		/* what a reader holding only the earlier checkpoint checks */
+		if (n > 0 && (ag_log_consistency(&proof, l, n - 1, n) < 0 ||
+		    ag_merkle_verify_consistency(n - 1, n, prev_root, cp.root, &proof) < 0)) {
+			lset(r, LOG_CHECKPOINTS, 0, "audit/checkpoints/%llu is not consistent with "
+			    "audit/checkpoints/%llu: %s", (unsigned long long)n,
+			    (unsigned long long)n - 1, ag_error_msg());
+			goto out;
+		}
+		memcpy(prev_root, cp.root, AG_HASH_LEN);
+	}
+	lset(r, LOG_CHECKPOINTS, 1, "%llu checkpoints (sizes 0-%llu), each signed, of the log's "
+	    "first entries, and consistent with the one before", (unsigned long long)*latest + 1,
+	    (unsigned long long)*latest);
+out:
+	ag_buf_release(&last);
+}
+
+/* Each entry's run: its checkpoint is the one the entry names, signed, of its log's lines. */
+static void
+check_runs(struct log_report *r, const char *dir, const struct ag_log *l, const struct ag_key *k)
+{
+	char path[AG_PATH_MAX], origin[AG_ORIGIN_MAX + 1], sum[65], want[65];
+	unsigned char root[AG_HASH_LEN];
+	struct ag_checkpoint cp;
+	struct ag_buf note;
+	uint64_t i, n, bytes;
+
+	if (!l->n) {
+		lset(r, LOG_RUNS, NA, "no run is sealed");
+		return;
+	}
+	for (i = 0; i < l->n; i++) {
+		const struct ag_log_entry *e = &l->entries[i];
+		const char *why = NULL;
+		if (ag_path(path, sizeof(path), "%s/runs/%s/checkpoint", dir, e->run) < 0 ||
+		    ag_read_file(&note, path, AG_NOTE_MAX) < 0) {
+			lset(r, LOG_RUNS, 0, "entry %llu, run '%s': %s", (unsigned long long)i, e->run,
+			    ag_error_msg());
+			return;
+		}
+		ag_hex(want, e->checkpoint, AG_HASH_LEN);
+		ag_run_origin(origin, sizeof(origin), e->run);
+		if (ag_sha256_hex(sum, note.ptr, note.len) < 0 || strcmp(sum, want) != 0)
+			why = "its checkpoint is not the one the entry names";
+		else if (ag_note_verify(note.ptr, note.len, k) < 0)
+			why = ag_error_msg();
+		else if (ag_checkpoint_parse(&cp, note.ptr, note.len) < 0)
+			why = ag_error_msg();
+		else if (strcmp(cp.origin, origin) != 0 || cp.size != e->size ||
+		    memcmp(cp.root, e->root, AG_HASH_LEN) != 0)
+			why = "its checkpoint is not of the entry's origin, size and root";
+		ag_buf_release(&note);
+		if (!why && (ag_path(path, sizeof(path), "%s/runs/%s/status.jsonl", dir, e->run) < 0 ||
+		    ag_merkle_file_root(root, &n, &bytes, path, e->size) < 0))
+			why = ag_error_msg();
+		else if (!why && (n != e->size || memcmp(root, e->root, AG_HASH_LEN) != 0))
+			why = "the root of its status.jsonl is not the entry's";
+		if (why) {
+			lset(r, LOG_RUNS, 0, "entry %llu, run '%s': %s", (unsigned long long)i, e->run, why);
+			return;
+		}
+	}
+	lset(r, LOG_RUNS, 1, "%llu sealed run%s, each with the checkpoint and the log its entry "
+	    "names", (unsigned long long)l->n, l->n == 1 ? "" : "s");
+}
+
+/* An earlier global checkpoint (a copy kept elsewhere, the source's) that this log extends. */
+static void
+check_since(struct log_report *r, const char *since, uint64_t latest,
+    const unsigned char lroot[AG_HASH_LEN], const struct ag_log *l, const struct ag_key *k)
+{
+	char why[DETAIL_MAX];
+	struct ag_checkpoint cp;
+	struct ag_proof proof;
+	struct ag_buf note;
+
+	if (!since) {
+		lset(r, LOG_SINCE, NA, "no earlier checkpoint given");
+		return;
+	}
+	if (ag_read_file(&note, since, AG_NOTE_MAX) < 0) {
+		lset(r, LOG_SINCE, 0, "%s", ag_error_msg());
+		return;
+	}
+	if (global_checkpoint(&cp, why, sizeof(why), note.ptr, note.len, l, k) < 0)
+		lset(r, LOG_SINCE, 0, "'%s': %s", since, why);
+	else if (cp.size > latest)
+		lset(r, LOG_SINCE, 0, "'%s' is of %llu entries, the latest checkpoint of %llu", since,
+		    (unsigned long long)cp.size, (unsigned long long)latest);
+	else if (ag_log_consistency(&proof, l, cp.size, latest) < 0 ||
+	    ag_merkle_verify_consistency(cp.size, latest, cp.root, lroot, &proof) < 0)
+		lset(r, LOG_SINCE, 0, "the log is not consistent with '%s': %s", since, ag_error_msg());
+	else
+		lset(r, LOG_SINCE, 1, "the log of %llu entries extends '%s', of %llu (RFC 6962 "
+		    "consistency proof)", (unsigned long long)latest, since, (unsigned long long)cp.size);
+	ag_buf_release(&note);
+}
+
+int
+ag_log_verify(json_t **out, const char *dir, const struct ag_key *k, const char *since)
+{
+	char path[AG_PATH_MAX];
+	unsigned char lroot[AG_HASH_LEN];
+	struct log_report r;
+	struct ag_log l;
+	uint64_t latest = 0;
+	json_t *checks;
+	int i, failure = -1, rc;
+
+	*out = NULL;
+	memset(&r, 0, sizeof(r));
+	memset(&l, 0, sizeof(l));
+	if ((rc = ag_path(path, sizeof(path), "%s/audit", dir)) < 0)
+		return rc;
+	if (!ag_exists(path))
+		return ag_error_set(AG_ENOTFOUND, "'%s' is not a state directory: it has no audit/", dir);
+	if (ag_log_load(&l, dir) < 0) {
+		/* a log that does not parse was tampered with: a verdict, not an error */
+		lset(&r, LOG_CHECKPOINTS, 0, "%s", ag_error_msg());
+		lset(&r, LOG_RUNS, NA, "the global log does not parse");
+		lset(&r, LOG_SINCE, since ? 0 : NA, "the global log does not parse");
+	} else {
+		check_checkpoints(&r, &latest, lroot, dir, &l, k);
+		check_runs(&r, dir, &l, k);
+		if (r.ok[LOG_CHECKPOINTS] == 1)
+			check_since(&r, since, latest, lroot, &l, k);
+		else
+			lset(&r, LOG_SINCE, since ? 0 : NA, "no trusted latest checkpoint");
+	}
+	checks = json_object();
+	for (i = 0; i < LOG_NCHECKS; i++) {
+		json_object_set_new(checks, log_check_names[i], json_pack("{s:o, s:s}", "ok",
+		    r.ok[i] == NA ? json_string("n/a") : json_boolean(r.ok[i]), "detail", r.detail[i]));
+		if (r.ok[i] == 0 && failure < 0)
+			failure = i;
+	}
+	*out = json_pack("{s:I, s:I, s:b, s:o, s:o}", "entries", (json_int_t)l.n,
+	    "checkpoint", (json_int_t)latest, "intact", failure < 0,
+	    "failure", failure < 0 ? json_null() : json_string(log_check_names[failure]),
+	    "checks", checks);
+	ag_log_release(&l);
+	return *out ? 0 : ag_error_set(AG_ERROR, "out of memory");
+}
+
+int
+ag_log_report_text(struct ag_buf *out, const char *dir, const json_t *report)
+{
+	const json_t *checks = json_object_get(report, "checks"), *failure;
+	int i, rc = 0;
+
+	failure = json_object_get(report, "failure");
+	rc |= ag_buf_printf(out, "log:         %s/audit, %lld entries, checkpoint of %lld\n", dir,
+	    (long long)json_integer_value(json_object_get(report, "entries")),
+	    (long long)json_integer_value(json_object_get(report, "checkpoint")));
+	rc |= ag_buf_printf(out, "intact:      %s\n", ag_report_intact(report) ? "yes" : "no");
+	if (json_is_string(failure))
+		rc |= ag_buf_printf(out, "failure:     %s\n", json_string_value(failure));
+	for (i = 0; i < LOG_NCHECKS; i++) {
+		const json_t *c = json_object_get(checks, log_check_names[i]), *ok;
+		ok = json_object_get(c, "ok");
+		rc |= ag_buf_printf(out, "%-12s %-4s %s\n", log_check_names[i],
+		    json_is_true(ok) ? "ok" : json_is_false(ok) ? "FAIL" : "n/a", ev_str(c, "detail"));
+	}
+	return rc ? AG_ERROR : 0;
+}

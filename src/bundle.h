@@ -72,4 +72,17 @@ int ag_report_text(struct ag_buf *out, const char *run, const json_t *report);
 /* 1 when the report says intact. */
 int ag_report_intact(const json_t *report);
 
+/*
+ * Check the global log of a state directory (or a replica of one):
+ * checkpoints (audit/checkpoints/0..N signed by k, each of the log's first
+ * entries and consistent with the one before, audit/checkpoint the
+ * latest), runs (each entry's run has the checkpoint and the log lines
+ * the entry names) and, when since names a global checkpoint kept from
+ * earlier, that the log extends it. *out is the report {entries,
+ * checkpoint, intact, failure, checks}; 0 whatever the verdict.
+ */
+int ag_log_verify(json_t **out, const char *dir, const struct ag_key *k, const char *since);
+/* The human summary of that report. */
+int ag_log_report_text(struct ag_buf *out, const char *dir, const json_t *report);
+
 #endif

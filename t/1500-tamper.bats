@@ -168,3 +168,54 @@ PY
 	audit_verify
 	assert_equal "${stderr_lines[0]}" "agora-verify: root: the root of lines 1-8 is $(root_of "$LOG" 8), the checkpoint says $(root_of log.orig 8)"
 }
+
+@test "the global log of an untouched tree verifies, and extends its earlier checkpoints" {
+	cp "$D/audit/checkpoint" first.cp
+	sealed_run r2
+	run -0 --separate-stderr agora-verify --key "$PUB" --log "$D" --since first.cp
+	assert_output "log:         $D/audit, 2 entries, checkpoint of 2
+intact:      yes
+checkpoints  ok   3 checkpoints (sizes 0-2), each signed, of the log's first entries, and consistent with the one before
+runs         ok   2 sealed runs, each with the checkpoint and the log its entry names
+since        ok   the log of 2 entries extends 'first.cp', of 1 (RFC 6962 consistency proof)"
+	assert_stderr ""
+}
+
+@test "a whole run removed fails agora-verify --log" {
+	sealed_run r2
+	rm -rf "$D/runs/r"
+	run -1 --separate-stderr agora-verify --key "$PUB" --log "$D"
+	assert_line "failure:     runs"
+	assert_stderr "agora-verify: runs: entry 0, run 'r': cannot read '$D/runs/r/checkpoint': No such file or directory"
+}
+
+@test "a run's entry removed from the global log fails agora-verify --log" {
+	sealed_run r2
+	sed -i 1d "$D/audit/log.jsonl"
+	run -1 --separate-stderr agora-verify --key "$PUB" --log "$D"
+	assert_stderr "agora-verify: checkpoints: audit/checkpoint: it covers 2 entries, the log has 1"
+}
+
+@test "a run rewritten whole, its checkpoint kept, fails agora-verify --log" {
+	# the forger re-chains the log (see above); the checkpoint still names the old root
+	sed -i 's/"exit":0/"exit":0 /' "$LOG"
+	run -1 --separate-stderr agora-verify --key "$PUB" --log "$D"
+	assert_stderr "agora-verify: runs: entry 0, run 'r': the root of its status.jsonl is not the entry's"
+}
+
+@test "a global checkpoint removed fails agora-verify --log" {
+	sealed_run r2
+	rm "$D/audit/checkpoints/1"
+	run -1 --separate-stderr agora-verify --key "$PUB" --log "$D"
+	assert_stderr "agora-verify: checkpoints: cannot read '$D/audit/checkpoints/1': No such file or directory"
+}
+
+@test "history rewritten with the key itself is caught by an earlier checkpoint kept elsewhere" {
+	cp "$D/audit/checkpoint" kept.cp
+	# the operator drops run r and starts the global log again, signing all anew
+	rm -rf "$D/audit/log.jsonl" "$D/audit/checkpoint" "$D/audit/checkpoints" "$D/runs/r"
+	sealed_run s
+	run -0 agora-verify --key "$PUB" --log "$D"
+	run -1 --separate-stderr agora-verify --key "$PUB" --log "$D" --since kept.cp
+	assert_stderr "agora-verify: since: 'kept.cp': its root is not the root of the log's first 1 entries"
+}
