@@ -1,8 +1,8 @@
 # agora: make, make check, make demo, make install, make clean
 -include config.mk
 
-LIBSRC = artifact audit buf bundle clock conf control crash err exec fsio hash id init lock map merkle note \
-	plan reconcile sandbox sched spawn state store submit cli
+LIBSRC = anchor artifact audit buf bundle clock conf control crash err exec fsio hash id init lock map \
+	merkle note plan reconcile sandbox sched spawn state store submit cli
 PROGS = agora agora-init agora-validate agora-submit agora-reconcile agora-serve \
 	agora-watch agora-status agora-ctl agora-show agora-apply agora-audit agora-verify
 LIBEXEC = agora-exec

@@ -1,4 +1,5 @@
 #include "agora.h"
+#include "audit.h"
 
 #include <dirent.h>
 #include <getopt.h>
@@ -201,6 +202,28 @@ or_dash(const char *s)
 	return s && *s ? s : "-";
 }
 
+/* The anchors that do not hold a sealed run's checkpoint yet, and why. */
+static void
+anchor_lines(const struct ag_conf *c, const char *id)
+{
+	size_t i;
+
+	for (i = 0; i < c->nanchors; i++) {
+		const struct ag_anchor *a = &c->anchors[i];
+		json_t *r = NULL;
+		if (ag_anchor_receipt(&r, c->dir, id, a->name) < 0) {
+			printf("anchor %s (%s): not yet tried\n", a->name, a->kind);
+			continue;
+		}
+		if (!json_is_true(json_object_get(r, "ok")))
+			printf("anchor %s (%s): failed, %lld attempts: %s\n", a->name, a->kind,
+			    (long long)json_integer_value(json_object_get(r, "attempts")),
+			    or_dash(json_string_value(json_object_get(r, "detail"))));
+		json_decref(r);
+	}
+	ag_error_clear();
+}
+
 static int
 show_run(const struct ag_conf *c, const char *id, const char *item, int json)
 {
@@ -300,6 +323,8 @@ show_run(const struct ag_conf *c, const char *id, const char *item, int json)
 			    ag_status_names[target->items[i].status], target->items[i].attempt,
 			    target->items[i].priority, or_dash(target->items[i].reason),
 			    or_dash(why[i]));
+		if (target->sealed)
+			anchor_lines(c, id);
 	}
 	for (i = 0; i < target->nitems; i++)
 		free(why[i]);

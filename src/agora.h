@@ -176,6 +176,16 @@ struct ag_slot {
 	int64_t wait_ms;	/* 0 = wait forever */
 };
 
+/* Where sealed runs' checkpoints are copied: [anchor "NAME"]. */
+struct ag_anchor {
+	char *name;
+	char *kind;		/* "local", "dir", "git" or "command" */
+	char *path;		/* dir: the directory (relative: to the state directory) */
+	char *remote;		/* git: the remote's URL or path */
+	char *ref;		/* git: the ref pushed; default refs/heads/agora-anchors */
+	char *command;		/* command: run with sh -c, the checkpoint on stdin */
+};
+
 struct ag_conf {
 	char *dir;
 	int concurrency;	/* global; 0 = unlimited */
@@ -197,6 +207,8 @@ struct ag_conf {
 	size_t nslots;
 	struct ag_subagent *subagents;
 	size_t nsubagents;
+	struct ag_anchor *anchors;
+	size_t nanchors;
 };
 
 int ag_conf_load(struct ag_conf *c, const char *dir);
@@ -205,6 +217,7 @@ const struct ag_queue *ag_conf_queue(const struct ag_conf *c, const char *name);
 const struct ag_executor *ag_conf_executor(const struct ag_conf *c, const char *name);
 const struct ag_slot *ag_conf_slot(const struct ag_conf *c, const char *name);
 const struct ag_subagent *ag_conf_subagent(const struct ag_conf *c, const char *name);
+const struct ag_anchor *ag_conf_anchor(const struct ag_conf *c, const char *name);
 /* Delay before the attempt after the given number of failures. */
 int64_t ag_conf_backoff_ms(const struct ag_conf *c, int failures);
 /* "1.5", "500ms", "2m", "1h" (plain numbers are seconds). */

@@ -268,4 +268,33 @@ struct ag_seal {
  */
 int ag_seal_run(struct ag_seal *out, const char *dir, struct ag_run *r, const struct ag_key *k);
 
+/* ---- anchor.c: copies of checkpoints out of reach ---- */
+
+struct ag_anchor;
+struct ag_conf;
+
+/* "detect" for kind local, "external" for dir, git and command. */
+const char *ag_anchor_tier(const struct ag_anchor *a);
+/*
+ * Hand runs/<run>/checkpoint to one anchor, unless its receipt says it
+ * holds these bytes already, and write audit/receipts/<run>/<anchor>.json:
+ * {"anchor","kind","tier","run","checkpoint":"<sha256>","at","attempts",
+ * then "file" (local, dir) or "commit","remote","ref" (git) or "receipt"
+ * (command: its stdout), then "ok", and "detail" when it failed}. The
+ * receipt is written when it fails too. Crash point anchor-put.
+ */
+int ag_anchor_put(const char *dir, const struct ag_anchor *a, const char *run);
+/* Every anchor of c for run; the number that failed, their messages in failures. */
+int ag_anchor_run(const struct ag_conf *c, const char *run, struct ag_buf *failures);
+/* The receipt of an anchor for a run (AG_ENOTFOUND: never tried). */
+int ag_anchor_receipt(json_t **out, const char *dir, const char *run, const char *anchor);
+/*
+ * Read back the copy an anchor holds: local reads DIR/audit/anchors/NAME/
+ * <run>.checkpoint, dir <path>/<run>.checkpoint, git <run>.checkpoint at
+ * the tip of the ref in the remote (a local path). command keeps none
+ * (AG_ENOTFOUND). dir is the state directory, for relative paths.
+ */
+int ag_anchor_read(struct ag_buf *out, const char *dir, const struct ag_anchor *a,
+    const char *run);
+
 #endif

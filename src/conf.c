@@ -132,6 +132,12 @@ ag_conf_subagent(const struct ag_conf *c, const char *name)
 	return find_named(c->subagents, c->nsubagents, sizeof(*c->subagents), name);
 }
 
+const struct ag_anchor *
+ag_conf_anchor(const struct ag_conf *c, const char *name)
+{
+	return find_named(c->anchors, c->nanchors, sizeof(*c->anchors), name);
+}
+
 const struct ag_slot *
 ag_conf_slot(const struct ag_conf *c, const char *name)
 {
@@ -217,7 +223,8 @@ set_key(struct ag_conf *c, const char *path, const char *name, const char *value
 	if (!sub[0])
 		goto unknown;
 	if (strcmp(section, "queue") == 0 || strcmp(section, "executor") == 0 ||
-	    strcmp(section, "slot") == 0 || strcmp(section, "subagent") == 0) {
+	    strcmp(section, "slot") == 0 || strcmp(section, "subagent") == 0 ||
+	    strcmp(section, "anchor") == 0) {
 		if (!ag_id_valid(sub))
 			return ag_error_set(AG_EINVALID, "%s: invalid %s name '%s'", path,
 			    section, ag_quote(sub, strlen(sub)));
@@ -293,6 +300,29 @@ set_key(struct ag_conf *c, const char *path, const char *name, const char *value
 		}
 		goto unknown;
 	}
+	if (strcmp(section, "anchor") == 0) {
+		struct ag_anchor *a = named((void **)&c->anchors, &c->nanchors, sizeof(*a), sub);
+		if (!a)
+			return ag_error_set(AG_ERROR, "out of memory");
+		if (strcmp(key, "kind") == 0) {
+			if (strcmp(value, "local") != 0 && strcmp(value, "dir") != 0 &&
+			    strcmp(value, "git") != 0 && strcmp(value, "command") != 0)
+				return bad(path, name, value, "'local', 'dir', 'git' or 'command'");
+			return set_string(&a->kind, value);
+		}
+		if (strcmp(key, "path") == 0)
+			return set_string(&a->path, value);
+		if (strcmp(key, "remote") == 0)
+			return set_string(&a->remote, value);
+		if (strcmp(key, "ref") == 0) {
+			if (strncmp(value, "refs/", 5) != 0 || !git_reference_is_valid_name(value))
+				return bad(path, name, value, "a full ref name, such as refs/heads/agora-anchors");
+			return set_string(&a->ref, value);
+		}
+		if (strcmp(key, "command") == 0)
+			return set_string(&a->command, value);
+		goto unknown;
+	}
 unknown:
 	return ag_error_set(AG_EINVALID, "%s: unknown key '%s'", path, name);
 }
@@ -347,6 +377,29 @@ ag_conf_load(struct ag_conf *c, const char *dir)
 			    c->executors[i].name);
 			goto out;
 		}
+	for (i = 0; i < c->nanchors; i++) {
+		struct ag_anchor *a = &c->anchors[i];
+		const char *need = NULL;
+		if (!a->kind) {
+			rc = ag_error_set(AG_EINVALID, "%s: anchor '%s' has no kind", path, a->name);
+			goto out;
+		}
+		if (strcmp(a->kind, "dir") == 0 && !a->path)
+			need = "path";
+		else if (strcmp(a->kind, "git") == 0 && !a->remote)
+			need = "remote";
+		else if (strcmp(a->kind, "command") == 0 && !a->command)
+			need = "command";
+		if (need) {
+			rc = ag_error_set(AG_EINVALID, "%s: anchor '%s' of kind %s has no %s", path,
+			    a->name, a->kind, need);
+			goto out;
+		}
+		if (!a->ref && !(a->ref = strdup("refs/heads/agora-anchors"))) {
+			rc = ag_error_set(AG_ERROR, "out of memory");
+			goto out;
+		}
+	}
 	for (i = 0; i < c->nsubagents; i++) {
 		struct ag_subagent *a = &c->subagents[i];
 		size_t k;
@@ -411,6 +464,15 @@ ag_conf_release(struct ag_conf *c)
 		free(c->subagents[i].sandbox);
 	}
 	free(c->subagents);
+	for (i = 0; i < c->nanchors; i++) {
+		free(c->anchors[i].name);
+		free(c->anchors[i].kind);
+		free(c->anchors[i].path);
+		free(c->anchors[i].remote);
+		free(c->anchors[i].ref);
+		free(c->anchors[i].command);
+	}
+	free(c->anchors);
 	memset(c, 0, sizeof(*c));
 }
 

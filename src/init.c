@@ -91,7 +91,30 @@ static const char default_conf[] =
 "#\ttimeout = 2h\n"
 "#\tslots = llm\n"
 "#\tsandbox = bwrap\n"
-"#\tnetwork = host\n";
+"#\tnetwork = host\n"
+"\n"
+"# [anchor \"NAME\"]: where the checkpoint of each sealed run is copied, so\n"
+"# that rewriting this tree is detected. kind = local copies it into\n"
+"# audit/anchors/NAME/ (tier detect: it shares this tree's fate); the\n"
+"# other kinds are external: dir writes create-only files under path\n"
+"# (other storage, ideally write-once), git pushes a commit to remote (a\n"
+"# URL or a path, relative to this directory) at ref (default\n"
+"# refs/heads/agora-anchors; the remote should set receive.denyNonFastForwards\n"
+"# and receive.denyDeletes), command runs a program with /bin/sh -c, the\n"
+"# checkpoint on stdin, its stdout kept as the receipt. A failed anchor is\n"
+"# tried again at every tick. See agora-state(5).\n"
+"[anchor \"local\"]\n"
+"\tkind = local\n"
+"#[anchor \"worm\"]\n"
+"#\tkind = dir\n"
+"#\tpath = /mnt/worm/agora\n"
+"#[anchor \"origin\"]\n"
+"#\tkind = git\n"
+"#\tremote = ssh://git@example.org/audit.git\n"
+"#\tref = refs/heads/agora-anchors\n"
+"#[anchor \"notary\"]\n"
+"#\tkind = command\n"
+"#\tcommand = /usr/local/bin/notarize\n";
 
 static int
 make_keys(const char *dir)

@@ -1302,6 +1302,58 @@ seal(struct tick *t, struct ag_run *r)
 	return ag_seal_run(&s, t->dir, r, t->key);
 }
 
+/* Before the run leaves active/: its anchors are owed, until they are all done. */
+static int
+mark_pending(struct tick *t, struct ag_run *r)
+{
+	char path[AG_PATH_MAX];
+	int rc;
+
+	if ((rc = ag_path(path, sizeof(path), "%s/audit/pending", t->dir)) < 0 ||
+	    (rc = ag_mkdir_p(path, 0755)) < 0 ||
+	    (rc = ag_path(path, sizeof(path), "%s/audit/pending/%s", t->dir, r->id)) < 0)
+		return rc;
+	if (ag_exists(path))
+		return 0;
+	rc = ag_create_excl(path, "", 0, 0644);
+	ag_crash_point("anchor-pending");
+	return rc == AG_EEXISTS ? 0 : rc;
+}
+
+/*
+ * Hand the checkpoints of sealed runs to the anchors. A run stays in
+ * audit/pending/ until every anchor has taken it: a failing anchor is
+ * tried again at every tick, and said so each time.
+ */
+static void
+anchor_pending(struct tick *t)
+{
+	char path[AG_PATH_MAX];
+	struct ag_buf fails;
+	char **ids;
+	size_t n, i;
+
+	if (ag_path(path, sizeof(path), "%s/audit/pending", t->dir) < 0 || !ag_exists(path) ||
+	    list_dir(&ids, &n, path) < 0)
+		return;
+	ag_buf_init(&fails, 1u << 20);
+	for (i = 0; i < n; i++) {
+		ag_buf_reset(&fails);
+		if (!ag_id_valid(ids[i]))
+			continue;
+		if (ag_anchor_run(t->confp ? t->confp : &t->conf, ids[i], &fails) > 0) {
+			fails.ptr[fails.len - 1] = '\0';
+			warn(t, "", fails.ptr);
+			continue;
+		}
+		if (ag_path(path, sizeof(path), "%s/audit/pending/%s", t->dir, ids[i]) == 0 &&
+		    unlink(path) == 0)
+			ag_fsync_parent(path);
+	}
+	ag_buf_release(&fails);
+	free_list(ids, n);
+}
+
 static int
 deactivate(struct tick *t, struct ag_run *r)
 {
@@ -1493,7 +1545,8 @@ ag_tick(struct ag_tick_stats *out, const char *dir, const struct ag_tick_opts *o
 		struct ag_run *r = t.runs[i];
 		if (r->completed) {
 			/* a run that cannot be sealed stays active: the next tick tries again */
-			if ((!r->sealed && seal(&t, r) < 0) || deactivate(&t, r) < 0)
+			if ((!r->sealed && seal(&t, r) < 0) || mark_pending(&t, r) < 0 ||
+			    deactivate(&t, r) < 0)
 				warn(&t, "", ag_error_msg());
 		} else if (r->changed && (!cache || t.now - cache->last_snapshot >= 2000)) {
 			if (ag_run_snapshot(r) < 0)
@@ -1503,6 +1556,7 @@ ag_tick(struct ag_tick_stats *out, const char *dir, const struct ag_tick_opts *o
 	}
 	if (cache && t.now - cache->last_snapshot >= 2000)
 		cache->last_snapshot = t.now;
+	anchor_pending(&t);
 	rc = 0;
 out:
 	for (i = 0; i < t.nspawns; i++)

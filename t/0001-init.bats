@@ -36,7 +36,7 @@ load lib/common
 
 @test "agora.conf documents every key it sets" {
 	agora-init "$D" >/dev/null
-	for k in concurrency maxAttempts backoff backoffMax leaseTtl leaseGrace killGrace passEnv defaultQueue porkiExecutor capacity wait kind command repo base timeout slots sandbox network; do
+	for k in concurrency maxAttempts backoff backoffMax leaseTtl leaseGrace killGrace passEnv defaultQueue porkiExecutor capacity wait kind command repo base timeout slots sandbox network path remote ref; do
 		grep -q "# .*$k\|#$k\|^	$k\|#	$k" "$D/agora.conf" || { echo "undocumented: $k"; false; }
 	done
 }

@@ -4,6 +4,11 @@
 # table on a terminal. Exit 0 all done, 1 anything not done, 99 on -t.
 load lib/common
 
+# history_lines RUN: the log up to run.completed; watch shows no more (not run.sealed)
+history_lines() {
+	sed '/"event":"run.completed"/q' "$D/runs/$1/status.jsonl"
+}
+
 # field LINE KEY: a plain field of one JSON line.
 field() {
 	printf '%s\n' "$1" | sed -n "s/.*\"$2\":\"\\{0,1\\}\\([^\",]*\\)\"\\{0,1\\}[,}].*/\\1/p"
@@ -23,14 +28,14 @@ on_tty() {
 	agora-submit p.json >/dev/null
 	drive r
 	run -1 agora-watch r
-	assert_equal "${#lines[@]}" "$(wc -l < "$D/runs/r/status.jsonl")"
+	assert_equal "${#lines[@]}" "$(history_lines r | wc -l)"
 	# each line: seq, time, event, item, then the other fields as key=value
 	i=0
 	while IFS= read -r l; do
 		item=$(field "$l" item)
 		assert_line --index $i --regexp "^$i $(field "$l" at) $(field "$l" event)${item:+ $item}( |\$)"
 		i=$((i + 1))
-	done < "$D/runs/r/status.jsonl"
+	done < <(history_lines r)
 	assert_line --partial ' run.submitted actor=human:'
 	assert_line --regexp '^[0-9]+ [-0-9T:.Z]+ item.failed a status=failed attempt=1 exit=3 reason="exit 3"$'
 	assert_line --regexp "^[0-9]+ [-0-9T:.Z]+ item.skipped b status=skipped reason=\"dependency 'a' failed\" blockedBy=a\$"
@@ -56,7 +61,7 @@ on_tty() {
 	wait "$w" || rc=$?
 	assert_equal "$rc" 0
 	run -0 cat "$T/out"
-	assert_equal "${#lines[@]}" "$(wc -l < "$D/runs/r/status.jsonl")"
+	assert_equal "${#lines[@]}" "$(history_lines r | wc -l)"
 	assert_line --index $((${#lines[@]} - 1)) --partial " run.completed status=succeeded "
 	run -0 cat "$T/err"
 	assert_output ""
@@ -75,9 +80,9 @@ on_tty() {
 	rc=0
 	wait "$w" || rc=$?
 	assert_equal "$rc" 0
-	cmp "$T/out" "$D/runs/r/status.jsonl"
+	history_lines r | cmp "$T/out" -
 	run -0 agora-watch --json r
-	assert_output "$(cat "$D/runs/r/status.jsonl")"
+	assert_output "$(history_lines r)"
 }
 
 @test "watch exits 1 when an item failed" {
@@ -175,7 +180,7 @@ on_tty() {
 	assert_equal "$rc" 0
 	run -0 cat "$T/out"
 	assert_line --index 0 --partial ' run.submitted '
-	assert_equal "${#lines[@]}" "$(wc -l < "$D/runs/r/status.jsonl")"
+	assert_equal "${#lines[@]}" "$(history_lines r | wc -l)"
 	run -0 cat "$T/err"
 	assert_output ""
 }

@@ -44,6 +44,8 @@
  *   agora-helper note-verify PUB NOTE "ok", or fail with the reason
  *   agora-helper checkpoint-sign KEY ORIGIN FILE [N]   a checkpoint of FILE's lines
  *   agora-helper checkpoint-parse NOTE "origin O", "size N", "root HEX"
+ *   agora-helper anchor-read DIR ANCHOR RUN     the copy of RUN's checkpoint
+ *                                     that anchor ANCHOR of DIR/agora.conf holds
  * Errors go to stderr as "agora-helper: MESSAGE", with agora's exit codes.
  */
 #include "agora.h"
@@ -682,6 +684,22 @@ main(int argc, char **argv)
 		return done_cmd(argc, argv);
 	if (argc == 4 && strcmp(argv[1], "tamper-bytes") == 0)
 		return tamper_bytes(argv[2], argv[3]);
+	if (argc == 5 && strcmp(argv[1], "anchor-read") == 0) {
+		struct ag_conf conf;
+		const struct ag_anchor *a;
+		struct ag_buf b;
+		int rc;
+		if ((rc = ag_conf_load(&conf, argv[2])) < 0)
+			return fail(rc);
+		if (!(a = ag_conf_anchor(&conf, argv[3])))
+			return fail(ag_error_set(AG_ENOTFOUND, "no anchor '%s'", argv[3]));
+		if ((rc = ag_anchor_read(&b, argv[2], a, argv[4])) < 0)
+			return fail(rc);
+		fwrite(b.ptr, 1, b.len, stdout);
+		ag_buf_release(&b);
+		ag_conf_release(&conf);
+		return 0;
+	}
 	if (argc >= 3 && (strncmp(argv[1], "merkle-", 7) == 0 || strncmp(argv[1], "note-", 5) == 0 ||
 	    strncmp(argv[1], "checkpoint-", 11) == 0 || strcmp(argv[1], "key-info") == 0))
 		return audit_cmd(argc, argv);
