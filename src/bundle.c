@@ -574,52 +574,42 @@ ag_anchor_spec_parse(struct ag_anchor_spec *out, const char *arg)
 	if (strcmp(out->kind, "dir") != 0 && strcmp(out->kind, "git") != 0)
 		return ag_error_set(AG_EINVALID, "anchor '%s': the kind is dir or git, not '%s'",
 		    ag_quote(arg, strlen(arg)), ag_quote(out->kind, strlen(out->kind)));
-	out->where = colon + 1;
-	out->external = 1;
+	out->a.kind = out->kind;
+	out->a.name = (char *)(colon + 1);
+	if (out->kind[0] == 'd')
+		out->a.path = (char *)(colon + 1);
+	else
+		out->a.remote = (char *)(colon + 1);
+	out->a.ref = "refs/heads/agora-anchors";
+	out->base = ".";
+	out->required = 1;
 	return 0;
 }
 
-/*
- * The copy of a run's checkpoint that an anchor holds, or AG_ENOTFOUND.
- * The layout is audit-core's: see anchor_fetch() once anchors are in.
- */
-static int
-anchor_fetch(struct ag_buf *out, const struct ag_anchor_spec *a, const char *run)
-{
-	char path[AG_PATH_MAX];
-	int rc;
-
-	if (strcmp(a->kind, "git") == 0)
-		return ag_error_set(AG_EINVALID, "git anchors cannot be read back yet");
-	if (strcmp(a->kind, "local") == 0)
-		rc = ag_path(path, sizeof(path), "%s/runs/%s/checkpoint", a->where, run);
-	else
-		rc = ag_path(path, sizeof(path), "%s/%s.checkpoint", a->where, run);
-	if (rc < 0)
-		return rc;
-	return ag_read_file(out, path, AG_NOTE_MAX);
-}
-
 static void
-anchor_label(char *out, size_t size, const struct ag_anchor_spec *a)
+anchor_label(char *out, size_t size, const struct ag_anchor_spec *s)
 {
-	if (a->name)
-		snprintf(out, size, "anchor '%s' (%s)", a->name, a->kind);
+	/* --anchor names a place; agora.conf names an anchor */
+	if (s->required)
+		snprintf(out, size, "%s anchor '%s'", s->a.kind, s->a.name);
 	else
-		snprintf(out, size, "%s anchor '%s'", a->kind, a->where);
+		snprintf(out, size, "anchor '%s' (%s)", s->a.name, s->a.kind);
 }
 
 /*
- * Every anchor given must hold the very bytes of the bundle's checkpoint;
- * one that holds none, or other bytes, fails the check.
+ * Each anchor that can be read back must hold the very bytes of the
+ * bundle's checkpoint; one that holds other bytes fails the check, and
+ * one that holds none fails it when it was asked for (--anchor) or its
+ * receipt says it took the checkpoint. The claim rises to
+ * tamper-evident only on an external anchor read back.
  */
 static void
 check_anchor(struct report *r, const struct bun *b, const struct ag_verify_opts *o)
 {
 	char label[AG_PATH_MAX + 64];
-	struct ag_buf got, list;
-	size_t i;
-	int rc;
+	struct ag_buf got, list, pend;
+	size_t i, held = 0;
+	int rc, same;
 
 	if (!b->cp) {
 		set(r, AG_CHECK_ANCHOR, NA, "no checkpoint");
@@ -630,28 +620,44 @@ check_anchor(struct report *r, const struct bun *b, const struct ag_verify_opts 
 		return;
 	}
 	ag_buf_init(&list, DETAIL_MAX);
+	ag_buf_init(&pend, DETAIL_MAX);
 	for (i = 0; i < o->nanchors; i++) {
 		const struct ag_anchor_spec *a = &o->anchors[i];
 		anchor_label(label, sizeof(label), a);
-		if ((rc = anchor_fetch(&got, a, b->run)) < 0) {
+		if (strcmp(a->a.kind, "command") == 0) {
+			/* nothing to read back: its receipt is in the bundle */
+			ag_buf_printf(&pend, "%s%s keeps no copy to read back", pend.len ? "; " : "",
+			    label);
+			continue;
+		}
+		if ((rc = ag_anchor_read(&got, a->base, &a->a, b->run)) < 0) {
+			if (rc == AG_ENOTFOUND && !a->required && a->pending) {
+				ag_buf_printf(&pend, "%s%s does not hold it yet", pend.len ? "; " : "",
+				    label);
+				continue;
+			}
 			set(r, AG_CHECK_ANCHOR, 0, "%s: %s", label, ag_error_msg());
 			goto out;
 		}
-		rc = got.len == b->cplen && memcmp(got.ptr, b->cp, b->cplen) == 0;
+		same = got.len == b->cplen && memcmp(got.ptr, b->cp, b->cplen) == 0;
 		ag_buf_release(&got);
-		if (!rc) {
+		if (!same) {
 			set(r, AG_CHECK_ANCHOR, 0, "%s holds another checkpoint for run '%s'", label,
 			    b->run);
 			goto out;
 		}
-		if (a->external)
+		if (strcmp(a->a.kind, "local") != 0)
 			r->external = 1;
-		ag_buf_printf(&list, "%s%s", i ? ", " : "", label);
+		ag_buf_printf(&list, "%s%s", held++ ? ", " : "", label);
 	}
-	set(r, AG_CHECK_ANCHOR, 1, "%s hold%s the same checkpoint", list.ptr ? list.ptr : "",
-	    o->nanchors == 1 ? "s" : "");
+	if (!held)
+		set(r, AG_CHECK_ANCHOR, NA, "%s", pend.ptr);
+	else
+		set(r, AG_CHECK_ANCHOR, 1, "%s hold%s the same checkpoint%s%s", list.ptr,
+		    held == 1 ? "s" : "", pend.len ? "; " : "", pend.len ? pend.ptr : "");
 out:
 	ag_buf_release(&list);
+	ag_buf_release(&pend);
 }
 
 /* ---- artifacts ---- */
@@ -1254,13 +1260,53 @@ global_field(json_t *bundle, const char *dir, const struct bun *b)
 	return 0;
 }
 
+/*
+ * The anchors of agora.conf, to read back, and their receipts for the
+ * run (audit/receipts/<run>/<anchor>.json) in the order of the
+ * configuration; an anchor never tried has a null receipt.
+ */
+static int
+conf_anchors(struct ag_anchor_spec **out, size_t *n, json_t *receipts, const struct ag_conf *c,
+    const char *run)
+{
+	struct ag_anchor_spec *v;
+	json_t *rec;
+	size_t i;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	if (!c->nanchors)
+		return 0;
+	if (!(v = calloc(c->nanchors, sizeof(*v))))
+		return ag_error_set(AG_ERROR, "out of memory");
+	for (i = 0; i < c->nanchors; i++) {
+		v[i].a = c->anchors[i];
+		v[i].base = c->dir;
+		rc = ag_anchor_receipt(&rec, c->dir, run, c->anchors[i].name);
+		if (rc < 0 && rc != AG_ENOTFOUND) {
+			free(v);
+			return rc;
+		}
+		v[i].pending = !json_is_true(json_object_get(rec, "ok"));
+		json_array_append_new(receipts, json_pack("{s:s, s:s, s:s, s:o}", "anchor",
+		    c->anchors[i].name, "kind", c->anchors[i].kind, "tier",
+		    ag_anchor_tier(&c->anchors[i]), "receipt", rec ? rec : json_null()));
+	}
+	ag_error_clear();
+	*out = v;
+	*n = c->nanchors;
+	return 0;
+}
+
 int
 ag_bundle_build(json_t **out, const struct ag_conf *c, const char *run)
 {
 	char path[AG_PATH_MAX], objects[AG_PATH_MAX];
 	struct ag_verify_opts o;
+	struct ag_anchor_spec *specs = NULL;
 	struct ag_key *key = NULL;
-	json_t *bundle = NULL, *items = NULL, *report = NULL;
+	json_t *bundle = NULL, *items = NULL, *report = NULL, *receipts = NULL;
 	unsigned char *cp = NULL;
 	struct bun b;
 	int rc;
@@ -1296,6 +1342,13 @@ ag_bundle_build(json_t **out, const struct ag_conf *c, const char *run)
 		goto out;
 	o.key = key;
 	o.objects = objects;
+	if (!(receipts = json_array())) {
+		rc = ag_error_set(AG_ERROR, "out of memory");
+		goto out;
+	}
+	if (b.cp && (rc = conf_anchors(&specs, &o.nanchors, receipts, c, run)) < 0)
+		goto out;
+	o.anchors = specs;
 	if ((rc = check_all(&report, &b, items, &o)) < 0)
 		goto out;
 
@@ -1317,12 +1370,14 @@ ag_bundle_build(json_t **out, const struct ag_conf *c, const char *run)
 		goto out;
 	if ((rc = global_field(bundle, c->dir, &b)) < 0)
 		goto out;
-	json_object_set_new(bundle, "anchors", json_array());
+	json_object_set(bundle, "anchors", receipts);
 	json_object_set(bundle, "report", report);
 	*out = bundle;
 	bundle = NULL;
 out:
 	free(cp);
+	free(specs);
+	json_decref(receipts);
 	json_decref(bundle);
 	json_decref(items);
 	json_decref(report);

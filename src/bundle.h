@@ -28,15 +28,19 @@ enum ag_check {
 
 extern const char *const ag_check_names[AG_NCHECKS];
 
-/* An anchor to read the checkpoint back from: --anchor KIND:WHERE. */
+/* An anchor to read a run's checkpoint back from. */
 struct ag_anchor_spec {
-	char kind[16];		/* "local", "dir" or "git" */
-	const char *name;	/* the [anchor "NAME"] it comes from, or NULL */
-	const char *where;	/* local: the state directory; dir: a path; git: a remote */
-	int external;		/* dir and git: storage beyond the state tree */
+	struct ag_anchor a;	/* kind, name, path or remote and ref */
+	char kind[16];
+	const char *base;	/* relative paths are from here */
+	int required;		/* a missing copy fails the check (agora-verify --anchor) */
+	int pending;		/* its receipt says it does not hold the checkpoint yet */
 };
 
-/* Parse "dir:PATH" or "git:REMOTE" (the argument of --anchor). */
+/*
+ * Parse "dir:PATH" or "git:REMOTE" (a local path of a bare repository,
+ * its ref refs/heads/agora-anchors), the argument of --anchor.
+ */
 int ag_anchor_spec_parse(struct ag_anchor_spec *out, const char *arg);
 
 struct ag_verify_opts {

@@ -9,7 +9,9 @@ setup() {
 	bundle_setup
 }
 
-# summary_ok RUN: the lines of a report on the sealed run RUN that pass.
+# summary_ok RUN [ANCHOR-LINE]: the first lines of a report on the sealed run
+# RUN, every check passing; the anchor line of agora-verify without --anchor
+# unless given.
 summary_ok() {
 	local root
 	root=$(root_of "$LOG" 8)
@@ -19,16 +21,16 @@ intact:    yes
 claim:     tamper-detecting
 guarantee: detect
 chain      ok   9 lines, each line's prev the SHA-256 of the line before, and the plan's SHA-256 in line 1
-root       ok   the root of lines 1-8, up to run.completed, is $root, as the checkpoint says; run.sealed seals it as entry ${2:-0} of the global log of ${3:-1}
+root       ok   the root of lines 1-8, up to run.completed, is $root, as the checkpoint says; run.sealed seals it as entry 0 of the global log of 1
 signature  ok   the checkpoint and the global checkpoint are signed by key '$KEYNAME' (id $KEYID)
-anchor     n/a  no anchor to read the checkpoint back from
+${2:-anchor     n/a  no anchor to read the checkpoint back from}
 OUT
 }
 
 @test "agora-audit of a sealed run: intact, tamper-detecting, every check" {
 	sealed_run r
 	run -0 --separate-stderr agora-audit r
-	assert_output "$(summary_ok r)
+	assert_output "$(summary_ok r "anchor     ok   anchor 'local' (local) holds the same checkpoint")
 artifacts  ok   2 patches and 2 outputs re-read from '$D/objects.git', each patch's SHA-256 its patchSha256
 handoff    ok   2 consumed refs, each produced by the done item the plan names"
 	assert_stderr ""
@@ -157,4 +159,57 @@ use done 1"
 	run -1 --separate-stderr agora-audit h
 	assert_line "handoff    FAIL line 6: item 'use' ran without 'code', the product of 'edit' that it needs"
 	assert_stderr "agora-audit: run 'h' is not intact: handoff failed"
+}
+
+@test "an external anchor read back raises the claim to tamper-evident" {
+	mkdir worm
+	conf anchor.worm.kind dir
+	conf anchor.worm.path "$T/worm"
+	sealed_run r
+	run -0 agora-audit --out b.json r
+	assert_line "claim:     tamper-evident"
+	assert_line "guarantee: external"
+	assert_line "anchor     ok   anchor 'local' (local), anchor 'worm' (dir) hold the same checkpoint"
+	run -0 jq -c '[.anchors[] | [.anchor, .kind, .tier, .receipt.ok]]' b.json
+	assert_output '[["local","local","detect",true],["worm","dir","external",true]]'
+	# verify reads the anchor itself; without it, the claim stays tamper-detecting
+	run -0 agora-verify --key "$PUB" b.json
+	assert_line "claim:     tamper-detecting"
+	run -0 agora-verify --key "$PUB" --anchor dir:worm b.json
+	assert_line "claim:     tamper-evident"
+	assert_line "guarantee: external"
+	assert_line "anchor     ok   dir anchor 'worm' holds the same checkpoint"
+}
+
+@test "a git anchor is read back from the remote's ref" {
+	git init -q --bare anchors.git
+	git -C anchors.git config receive.denyNonFastForwards true
+	git -C anchors.git config receive.denyDeletes true
+	conf anchor.origin.kind git
+	conf anchor.origin.remote "$T/anchors.git"
+	sealed_run r
+	run -0 agora-audit --out b.json r
+	assert_line "claim:     tamper-evident"
+	run -0 agora-verify --key "$PUB" --anchor git:anchors.git b.json
+	assert_line "claim:     tamper-evident"
+	assert_line "anchor     ok   git anchor 'anchors.git' holds the same checkpoint"
+}
+
+@test "a command anchor keeps no copy to read back: its receipt is in the bundle, the claim stays" {
+	conf anchor.notary.kind command
+	conf anchor.notary.command "cat > $T/notarized; echo receipt-42"
+	sealed_run r
+	run -0 agora-audit --out b.json r
+	assert_line "claim:     tamper-detecting"
+	assert_line "anchor     ok   anchor 'local' (local) holds the same checkpoint; anchor 'notary' (command) keeps no copy to read back"
+	run -0 jq -r '.anchors[1].receipt.receipt' b.json
+	assert_output "receipt-42"
+}
+
+@test "agora-verify --anchor of an anchor without the checkpoint fails the anchor check" {
+	sealed_run r
+	agora-audit --out b.json r
+	mkdir empty
+	run -1 --separate-stderr agora-verify --key "$PUB" --anchor dir:empty b.json
+	assert_stderr "agora-verify: anchor: dir anchor 'empty': cannot read './empty/r.checkpoint': No such file or directory"
 }

@@ -219,3 +219,15 @@ since        ok   the log of 2 entries extends 'first.cp', of 1 (RFC 6962 consis
 	run -1 --separate-stderr agora-verify --key "$PUB" --log "$D" --since kept.cp
 	assert_stderr "agora-verify: since: 'kept.cp': its root is not the root of the log's first 1 entries"
 }
+
+@test "an edited anchor copy fails the anchor check" {
+	local copy=$D/audit/anchors/local/r.checkpoint
+	chmod u+w "$copy"
+	sed -i '2s/^8$/7/' "$copy"
+	audit_verify --anchor "dir:$D/audit/anchors/local"
+	assert_stderr "agora-verify: anchor: dir anchor '$D/audit/anchors/local' holds another checkpoint for run 'r'"
+	# agora-audit reads the configured anchors back too
+	run -1 --separate-stderr agora-audit r
+	assert_line "anchor     FAIL anchor 'local' (local) holds another checkpoint for run 'r'"
+	assert_stderr "agora-audit: run 'r' is not intact: anchor failed"
+}
