@@ -2,9 +2,10 @@
 -include config.mk
 
 LIBSRC = anchor artifact audit buf bundle clock conf control crash err exec fsio hash id init lock map \
-	merkle note plan reconcile sandbox sched spawn state store submit cli
+	merkle note plan reconcile replicate sandbox sched spawn state store submit cli
 PROGS = agora agora-init agora-validate agora-submit agora-reconcile agora-serve \
-	agora-watch agora-status agora-ctl agora-show agora-apply agora-audit agora-verify
+	agora-watch agora-status agora-ctl agora-show agora-apply agora-audit agora-verify \
+	agora-replicate
 LIBEXEC = agora-exec
 MAN1 = $(PROGS:%=doc/%.1)
 MAN5 = doc/agora-plan.5 doc/agora-state.5
