@@ -20,8 +20,11 @@
  * worktrees and the private key are never copied.
  */
 #include "agora.h"
+#include "audit.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,6 +133,31 @@ add(const char **argv, size_t *n, const char *const *v)
  * rsync -rlpt [mode] never... rules... from/ to/. Exit 24 (files that
  * vanished while read: a temporary file renamed away) is no failure.
  */
+static char errfile[AG_PATH_MAX];	/* rsync's stderr: shown only when it fails */
+
+/* The last line rsync wrote to stderr, for a message. */
+static const char *
+rsync_said(void)
+{
+	static char last[512];
+	struct ag_buf b;
+	char *p, *end;
+
+	last[0] = '\0';
+	if (ag_read_file(&b, errfile, 1 << 20) < 0) {
+		ag_error_clear();
+		return last;
+	}
+	end = b.ptr + b.len;
+	while (end > b.ptr && end[-1] == '\n')
+		end--;
+	for (p = end; p > b.ptr && p[-1] != '\n'; p--)
+		;
+	snprintf(last, sizeof(last), ": %.*s", (int)(end - p), p);
+	ag_buf_release(&b);
+	return end > p ? last : "";
+}
+
 static int
 rsync(const char *what, const char *mode, const char *const *rules, const char *from,
     const char *to)
@@ -137,6 +165,7 @@ rsync(const char *what, const char *mode, const char *const *rules, const char *
 	extern char **environ;
 	const char *argv[ARGS_MAX];
 	char src[AG_PATH_MAX], dst[AG_PATH_MAX];
+	posix_spawn_file_actions_t fa;
 	size_t n = 0;
 	pid_t pid;
 	int rc, err, st;
@@ -156,7 +185,11 @@ rsync(const char *what, const char *mode, const char *const *rules, const char *
 	argv[n++] = src;
 	argv[n++] = dst;
 	argv[n] = NULL;
-	if ((err = posix_spawnp(&pid, "rsync", NULL, NULL, (char *const *)argv, environ)) != 0) {
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 2, errfile, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	err = posix_spawnp(&pid, "rsync", &fa, NULL, (char *const *)argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	if (err != 0) {
 		errno = err;
 		return ag_error_sys(err == ENOENT ? AG_EINVALID : AG_ERROR, "cannot run rsync for %s "
 		    "(Debian: apt-get install rsync)", what);
@@ -167,8 +200,8 @@ rsync(const char *what, const char *mode, const char *const *rules, const char *
 	if (WIFEXITED(st) && (WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == 24))
 		return 0;
 	if (WIFEXITED(st))
-		return ag_error_set(AG_ERROR, "rsync of %s from '%s' to '%s' exited %d", what, from, to,
-		    WEXITSTATUS(st));
+		return ag_error_set(AG_ERROR, "rsync of %s from '%s' to '%s' exited %d%s", what, from,
+		    to, WEXITSTATUS(st), rsync_said());
 	return ag_error_set(AG_ERROR, "rsync of %s from '%s' to '%s' was killed by signal %d", what,
 	    from, to, WTERMSIG(st));
 }
@@ -184,6 +217,68 @@ remove_tree(const char *path)
 	if (posix_spawnp(&pid, "rm", NULL, NULL, argv, environ) == 0)
 		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
 			;
+}
+
+/*
+ * run.sealed names the run's checkpoint and its entry in the global log
+ * (logIndex), so it belongs with the global checkpoints: a run sealed
+ * after those were read (in a, c) but before its log was (in d) would
+ * reach the replica sealed without them. Such a staged log loses its
+ * run.sealed line; the next replication brings it with the rest.
+ */
+static int
+trim_sealed(const char *logs, const char *cps, const char *globals)
+{
+	struct ag_checkpoint g;
+	uint64_t gsize = 0;
+	char path[AG_PATH_MAX], cp[AG_PATH_MAX], runs[AG_PATH_MAX];
+	struct dirent *e;
+	struct ag_buf b;
+	DIR *d;
+	int rc = 0;
+
+	if ((rc = ag_path(path, sizeof(path), "%s/audit/checkpoint", globals)) < 0)
+		return rc;
+	if (ag_read_file(&b, path, AG_NOTE_MAX) == 0) {
+		if (ag_checkpoint_parse(&g, b.ptr, b.len) == 0)
+			gsize = g.size;
+		ag_buf_release(&b);
+	}
+	ag_error_clear();
+	if ((rc = ag_path(runs, sizeof(runs), "%s/runs", logs)) < 0)
+		return rc;
+	if (!(d = opendir(runs)))
+		return errno == ENOENT ? 0 : ag_error_sys(AG_ERROR, "cannot read '%s'", runs);
+	while (rc == 0 && (e = readdir(d))) {
+		const char *last;
+		size_t end;
+		if (e->d_name[0] == '.')
+			continue;
+		if ((rc = ag_path(cp, sizeof(cp), "%s/runs/%s/checkpoint", cps, e->d_name)) < 0 ||
+		    (rc = ag_path(path, sizeof(path), "%s/%s/status.jsonl", runs, e->d_name)) < 0)
+			break;
+		if (ag_read_file(&b, path, AG_LOG_MAX) < 0) {
+			ag_error_clear();
+			continue;
+		}
+		end = b.len;
+		while (end > 0 && b.ptr[end - 1] == '\n')
+			end--;
+		while (end > 0 && b.ptr[end - 1] != '\n')
+			end--;
+		last = b.ptr + end;
+		if (strstr(last, "\"event\":\"run.sealed\"")) {
+			json_t *ev = json_loads(last, 0, NULL);
+			json_t *li = json_object_get(ev, "logIndex");
+			if ((!ag_exists(cp) || !json_is_integer(li) ||
+			    (uint64_t)json_integer_value(li) >= gsize) && truncate(path, (off_t)end) < 0)
+				rc = ag_error_sys(AG_ERROR, "cannot truncate '%s'", path);
+			json_decref(ev);
+		}
+		ag_buf_release(&b);
+	}
+	closedir(d);
+	return rc;
 }
 
 int
@@ -203,7 +298,8 @@ ag_replicate(const char *dir, const char *dest)
 		return rc;
 	if (!mkdtemp(stage))
 		return ag_error_sys(AG_ERROR, "cannot create a staging directory '%s'", stage);
-	if ((rc = ag_path(sa, sizeof(sa), "%s/a", stage)) < 0 ||
+	if ((rc = ag_path(errfile, sizeof(errfile), "%s/rsync.err", stage)) < 0 ||
+	    (rc = ag_path(sa, sizeof(sa), "%s/a", stage)) < 0 ||
 	    (rc = ag_path(sb, sizeof(sb), "%s/b", stage)) < 0 ||
 	    (rc = ag_path(sc, sizeof(sc), "%s/c", stage)) < 0 ||
 	    (rc = ag_path(sd, sizeof(sd), "%s/d", stage)) < 0)
@@ -212,7 +308,8 @@ ag_replicate(const char *dir, const char *dest)
 	if ((rc = rsync("the global checkpoints", NULL, read_a, dir, sa)) < 0 ||
 	    (rc = rsync("the global log", NULL, read_b, dir, sb)) < 0 ||
 	    (rc = rsync("the checkpoints", NULL, read_c, dir, sc)) < 0 ||
-	    (rc = rsync("the logs", NULL, read_d, dir, sd)) < 0)
+	    (rc = rsync("the logs", NULL, read_d, dir, sd)) < 0 ||
+	    (rc = trim_sealed(sd, sc, sa)) < 0)
 		goto out;
 	/* write, what is referred to first */
 	if ((rc = rsync("the objects", "--ignore-existing", e_immutable, dir, dest)) < 0 ||
