@@ -8,8 +8,8 @@
 #include "banned.h"
 
 static const char usage[] =
-    "agora-verify --key pub [--anchor kind:where]... [--objects dir] [--json] bundle\n"
-    "       agora-verify --key pub [--json] --log dir [--since checkpoint]";
+    "agora-verify --key pub... [--anchor kind:where]... [--objects dir] [--json] bundle\n"
+    "       agora-verify --key pub... [--json] --log dir [--since checkpoint]";
 
 int
 main(int argc, char **argv)
@@ -26,8 +26,9 @@ main(int argc, char **argv)
 	};
 	struct ag_anchor_spec anchors[AG_ANCHORS_MAX];
 	struct ag_verify_opts o = { 0 };
-	const char *keyfile = NULL, *logdir = NULL, *since = NULL;
-	struct ag_key *key = NULL;
+	const char *keyfiles[AG_KEYS_MAX], *logdir = NULL, *since = NULL;
+	struct ag_keyring ring = { { NULL }, 0 };
+	size_t nkeys = 0, i;
 	struct ag_buf text;
 	json_t *bundle = NULL, *report = NULL, *checks, *chk;
 	const char *name;
@@ -36,7 +37,11 @@ main(int argc, char **argv)
 	ag_cli_init(argc, argv);
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
-		case 'k': keyfile = optarg; break;
+		case 'k':
+			if (nkeys == AG_KEYS_MAX)
+				ag_usage(usage);
+			keyfiles[nkeys++] = optarg;
+			break;
 		case 'a':
 			if (o.nanchors == AG_ANCHORS_MAX)
 				ag_usage(usage);
@@ -52,15 +57,19 @@ main(int argc, char **argv)
 		default: ag_usage(usage);
 		}
 	}
-	if (!keyfile || (logdir ? argc != optind || o.nanchors || o.objects :
+	if (!nkeys || (logdir ? argc != optind || o.nanchors || o.objects :
 	    argc - optind != 1 || since))
 		ag_usage(usage);
 	o.anchors = anchors;
-	if ((rc = ag_key_load_public(&key, keyfile)) < 0)
-		ag_die(rc);
-	o.key = key;
+	for (i = 0; i < nkeys; i++) {
+		struct ag_key *k;
+		if ((rc = ag_key_load_public(&k, keyfiles[i])) < 0)
+			ag_die(rc);
+		ring.k[ring.n++] = k;
+	}
+	o.keys = &ring;
 	if (logdir)
-		rc = ag_log_verify(&report, logdir, key, since);
+		rc = ag_log_verify(&report, logdir, &ring, since);
 	else if ((rc = ag_bundle_load(&bundle, argv[optind])) == 0)
 		rc = ag_bundle_verify(&report, bundle, &o);
 	if (rc < 0)
@@ -89,6 +98,7 @@ main(int argc, char **argv)
 	ag_buf_release(&text);
 	json_decref(report);
 	json_decref(bundle);
-	ag_key_free(key);
+	for (i = 0; i < ring.n; i++)
+		ag_key_free((struct ag_key *)ring.k[i]);
 	return intact ? 0 : 1;
 }

@@ -9,6 +9,7 @@
  */
 #include "bundle.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -538,20 +539,48 @@ check_root(struct report *r, struct bun *b, struct ag_checkpoint *cpi, int *pars
 	    (unsigned long long)gsize);
 }
 
+/*
+ * 0 when one of the keys signed the note (*which is that key). Else the
+ * message of the key the note names, or of the first key.
+ */
+static int
+ring_verify(const struct ag_key **which, const char *note, size_t len, const struct ag_keyring *kr)
+{
+	char why[DETAIL_MAX] = "no key to check the signature with";
+	size_t i;
+	int named = 0;
+
+	for (i = 0; i < kr->n; i++) {
+		if (ag_note_verify(note, len, kr->k[i]) == 0) {
+			if (which)
+				*which = kr->k[i];
+			return 0;
+		}
+		/* a signature line of this key that fails says more than "no signature by" */
+		if (i == 0 || (!named && !strstr(ag_error_msg(), "no signature by"))) {
+			named = i > 0 || !strstr(ag_error_msg(), "no signature by");
+			snprintf(why, sizeof(why), "%s", ag_error_msg());
+		}
+	}
+	return ag_error_set(AG_EINVALID, "%s", why);
+}
+
 /* ---- signature ---- */
 
 static void
-check_signature(struct report *r, struct bun *b, const struct ag_key *k)
+check_signature(struct report *r, struct bun *b, const struct ag_keyring *kr)
 {
+	const struct ag_key *k = NULL;
+
 	if (!b->cp) {
 		set(r, AG_CHECK_SIGNATURE, NA, "no checkpoint");
 		return;
 	}
-	if (ag_note_verify(b->cp, b->cplen, k) < 0) {
+	if (ring_verify(&k, b->cp, b->cplen, kr) < 0) {
 		set(r, AG_CHECK_SIGNATURE, 0, "%s", ag_error_msg());
 		return;
 	}
-	if (b->gcp && ag_note_verify(b->gcp, b->gcplen, k) < 0) {
+	if (b->gcp && ring_verify(NULL, b->gcp, b->gcplen, kr) < 0) {
 		set(r, AG_CHECK_SIGNATURE, 0, "global checkpoint: %s", ag_error_msg());
 		return;
 	}
@@ -993,7 +1022,7 @@ check_all(json_t **out, struct bun *b, const json_t *items, const struct ag_veri
 	memset(&r, 0, sizeof(r));
 	check_chain(&r, b);
 	check_root(&r, b, &cpi, &parsed);
-	check_signature(&r, b, o->key);
+	check_signature(&r, b, o->keys);
 	check_anchor(&r, b, o);
 	check_artifacts(&r, b, items, o->objects);
 	check_handoff(&r, b);
@@ -1299,16 +1328,55 @@ conf_anchors(struct ag_anchor_spec **out, size_t *n, json_t *receipts, const str
 	return 0;
 }
 
+/*
+ * The public keys of the state directory: keys/signing.pub, and the
+ * keys rotated out, kept as keys/<name>.pub, so that runs sealed before a
+ * rotation still verify.
+ */
+static int
+load_keys(struct ag_keyring *out, const char *dir)
+{
+	char path[AG_PATH_MAX];
+	struct ag_key *k;
+	struct dirent *e;
+	DIR *d;
+	size_t len;
+	int rc;
+
+	out->n = 0;
+	if ((rc = ag_path(path, sizeof(path), "%s/keys/signing.pub", dir)) < 0 ||
+	    (rc = ag_key_load_public(&k, path)) < 0)
+		return rc;
+	out->k[out->n++] = k;
+	if ((rc = ag_path(path, sizeof(path), "%s/keys", dir)) < 0)
+		return rc;
+	if (!(d = opendir(path)))
+		return ag_error_sys(AG_ERROR, "cannot read '%s'", path);
+	while ((e = readdir(d)) && out->n < AG_KEYS_MAX) {
+		len = strlen(e->d_name);
+		if (e->d_name[0] == '.' || len < 5 || strcmp(e->d_name + len - 4, ".pub") != 0 ||
+		    strcmp(e->d_name, "signing.pub") == 0)
+			continue;
+		if ((rc = ag_path(path, sizeof(path), "%s/keys/%s", dir, e->d_name)) < 0 ||
+		    (rc = ag_key_load_public(&k, path)) < 0)
+			break;
+		out->k[out->n++] = k;
+	}
+	closedir(d);
+	return rc;
+}
+
 int
 ag_bundle_build(json_t **out, const struct ag_conf *c, const char *run)
 {
 	char path[AG_PATH_MAX], objects[AG_PATH_MAX];
 	struct ag_verify_opts o;
 	struct ag_anchor_spec *specs = NULL;
-	struct ag_key *key = NULL;
+	struct ag_keyring ring = { { NULL }, 0 };
 	json_t *bundle = NULL, *items = NULL, *report = NULL, *receipts = NULL;
 	unsigned char *cp = NULL;
 	struct bun b;
+	size_t i;
 	int rc;
 
 	*out = NULL;
@@ -1336,11 +1404,10 @@ ag_bundle_build(json_t **out, const struct ag_conf *c, const char *run)
 	    (rc = load_global(&b, c->dir)) < 0)
 		goto out;
 
-	if ((rc = ag_path(path, sizeof(path), "%s/keys/signing.pub", c->dir)) < 0 ||
-	    (rc = ag_key_load_public(&key, path)) < 0 ||
+	if ((rc = load_keys(&ring, c->dir)) < 0 ||
 	    (rc = ag_path(objects, sizeof(objects), "%s/objects.git", c->dir)) < 0)
 		goto out;
-	o.key = key;
+	o.keys = &ring;
 	o.objects = objects;
 	if (!(receipts = json_array())) {
 		rc = ag_error_set(AG_ERROR, "out of memory");
@@ -1381,7 +1448,8 @@ out:
 	json_decref(bundle);
 	json_decref(items);
 	json_decref(report);
-	ag_key_free(key);
+	for (i = 0; i < ring.n; i++)
+		ag_key_free((struct ag_key *)ring.k[i]);
 	bun_release(&b);
 	return rc;
 }
@@ -1418,11 +1486,11 @@ lset(struct log_report *r, int c, int ok, const char *fmt, ...)
  */
 static int
 global_checkpoint(struct ag_checkpoint *out, char *why, size_t size, const char *note, size_t len,
-    const struct ag_log *l, const struct ag_key *k)
+    const struct ag_log *l, const struct ag_keyring *k)
 {
 	unsigned char root[AG_HASH_LEN];
 
-	if (ag_note_verify(note, len, k) < 0 || ag_checkpoint_parse(out, note, len) < 0) {
+	if (ring_verify(NULL, note, len, k) < 0 || ag_checkpoint_parse(out, note, len) < 0) {
 		snprintf(why, size, "%s", ag_error_msg());
 		return -1;
 	}
@@ -1455,7 +1523,7 @@ global_checkpoint(struct ag_checkpoint *out, char *why, size_t size, const char 
  */
 static void
 check_checkpoints(struct log_report *r, uint64_t *latest, unsigned char lroot[AG_HASH_LEN],
-    const char *dir, const struct ag_log *l, const struct ag_key *k)
+    const char *dir, const struct ag_log *l, const struct ag_keyring *k)
 {
 	char path[AG_PATH_MAX], why[DETAIL_MAX];
 	unsigned char prev_root[AG_HASH_LEN];
@@ -1516,7 +1584,8 @@ out:
 
 /* Each entry's run: its checkpoint is the one the entry names, signed, of its log's lines. */
 static void
-check_runs(struct log_report *r, const char *dir, const struct ag_log *l, const struct ag_key *k)
+check_runs(struct log_report *r, const char *dir, const struct ag_log *l,
+    const struct ag_keyring *k)
 {
 	char path[AG_PATH_MAX], origin[AG_ORIGIN_MAX + 1], sum[65], want[65];
 	unsigned char root[AG_HASH_LEN];
@@ -1541,7 +1610,7 @@ check_runs(struct log_report *r, const char *dir, const struct ag_log *l, const 
 		ag_run_origin(origin, sizeof(origin), e->run);
 		if (ag_sha256_hex(sum, note.ptr, note.len) < 0 || strcmp(sum, want) != 0)
 			why = "its checkpoint is not the one the entry names";
-		else if (ag_note_verify(note.ptr, note.len, k) < 0)
+		else if (ring_verify(NULL, note.ptr, note.len, k) < 0)
 			why = ag_error_msg();
 		else if (ag_checkpoint_parse(&cp, note.ptr, note.len) < 0)
 			why = ag_error_msg();
@@ -1566,7 +1635,7 @@ check_runs(struct log_report *r, const char *dir, const struct ag_log *l, const 
 /* An earlier global checkpoint (a copy kept elsewhere, the source's) that this log extends. */
 static void
 check_since(struct log_report *r, const char *since, uint64_t latest,
-    const unsigned char lroot[AG_HASH_LEN], const struct ag_log *l, const struct ag_key *k)
+    const unsigned char lroot[AG_HASH_LEN], const struct ag_log *l, const struct ag_keyring *k)
 {
 	char why[DETAIL_MAX];
 	struct ag_checkpoint cp;
@@ -1596,7 +1665,7 @@ check_since(struct log_report *r, const char *since, uint64_t latest,
 }
 
 int
-ag_log_verify(json_t **out, const char *dir, const struct ag_key *k, const char *since)
+ag_log_verify(json_t **out, const char *dir, const struct ag_keyring *k, const char *since)
 {
 	char path[AG_PATH_MAX];
 	unsigned char lroot[AG_HASH_LEN];

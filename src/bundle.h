@@ -43,8 +43,16 @@ struct ag_anchor_spec {
  */
 int ag_anchor_spec_parse(struct ag_anchor_spec *out, const char *arg);
 
+#define AG_KEYS_MAX	16
+
+/* The public keys a checkpoint may be signed by: the current one, and those rotated out. */
+struct ag_keyring {
+	const struct ag_key *k[AG_KEYS_MAX];
+	size_t n;
+};
+
 struct ag_verify_opts {
-	const struct ag_key *key;		/* required */
+	const struct ag_keyring *keys;		/* at least one */
 	const struct ag_anchor_spec *anchors;	/* read back, each of them */
 	size_t nanchors;
 	const char *objects;			/* a bare repository with the blobs, or NULL */
@@ -78,14 +86,15 @@ int ag_report_intact(const json_t *report);
 
 /*
  * Check the global log of a state directory (or a replica of one):
- * checkpoints (audit/checkpoints/0..N signed by k, each of the log's first
+ * checkpoints (audit/checkpoints/0..N signed by one of keys, each of the log's first
  * entries and consistent with the one before, audit/checkpoint the
  * latest), runs (each entry's run has the checkpoint and the log lines
  * the entry names) and, when since names a global checkpoint kept from
  * earlier, that the log extends it. *out is the report {entries,
  * checkpoint, intact, failure, checks}; 0 whatever the verdict.
  */
-int ag_log_verify(json_t **out, const char *dir, const struct ag_key *k, const char *since);
+int ag_log_verify(json_t **out, const char *dir, const struct ag_keyring *keys,
+    const char *since);
 /* The human summary of that report. */
 int ag_log_report_text(struct ag_buf *out, const char *dir, const json_t *report);
 

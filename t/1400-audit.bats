@@ -100,7 +100,7 @@ use done 1"
 	run -100 --separate-stderr agora-audit
 	assert_stderr "usage: agora-audit [-d dir] [--out file] [--json] run"
 	run -100 --separate-stderr agora-verify b.json
-	assert_equal "${stderr_lines[0]}" "usage: agora-verify --key pub [--anchor kind:where]... [--objects dir] [--json] bundle"
+	assert_equal "${stderr_lines[0]}" "usage: agora-verify --key pub... [--anchor kind:where]... [--objects dir] [--json] bundle"
 	run -100 --separate-stderr agora-verify --key "$PUB" --anchor s3:bucket b.json
 	assert_stderr "agora-verify: anchor 's3:bucket': the kind is dir or git, not 's3'"
 }
@@ -212,4 +212,22 @@ use done 1"
 	mkdir empty
 	run -1 --separate-stderr agora-verify --key "$PUB" --anchor dir:empty b.json
 	assert_stderr "agora-verify: anchor: dir anchor 'empty': cannot read './empty/r.checkpoint': No such file or directory"
+}
+
+@test "after a key rotation, old runs verify with the old key kept beside the new one" {
+	sealed_run r
+	cp "$D/keys/signing.pub" old.pub
+	# rotate, as agora(7) says, keeping the old public key in keys/
+	cp "$D/keys/signing.pub" "$D/keys/2026-old.pub"
+	openssl genpkey -algorithm ed25519 -out "$D/keys/signing.key" 2> /dev/null
+	chmod 600 "$D/keys/signing.key"
+	openssl pkey -in "$D/keys/signing.key" -pubout -out "$D/keys/signing.pub"
+	sealed_run r2
+	run -0 agora-audit r
+	run -0 agora-audit r2
+	agora-audit --out b.json r
+	run -1 agora-verify --key "$PUB" b.json
+	run -0 agora-verify --key "$PUB" --key old.pub b.json
+	run -1 agora-verify --key "$PUB" --log "$D"
+	run -0 agora-verify --key old.pub --key "$PUB" --log "$D"
 }

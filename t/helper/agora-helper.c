@@ -614,6 +614,7 @@ static int
 tamper_bytes(const char *path, const char *keyfile)
 {
 	struct ag_verify_opts o = { 0 };
+	struct ag_keyring ring = { { NULL }, 0 };
 	struct ag_key *key = NULL;
 	json_t *bundle = NULL, *report = NULL, *log;
 	unsigned char *bytes = NULL;
@@ -624,7 +625,8 @@ tamper_bytes(const char *path, const char *keyfile)
 
 	if ((rc = ag_key_load_public(&key, keyfile)) < 0 || (rc = ag_bundle_load(&bundle, path)) < 0)
 		goto out;
-	o.key = key;
+	ring.k[ring.n++] = key;
+	o.keys = &ring;
 	log = json_object_get(bundle, "log");
 	s = json_string_value(json_object_get(log, "base64"));
 	if (!s || !(bytes = malloc(strlen(s)))) {
