@@ -8,7 +8,7 @@ PROGS = agora agora-init agora-validate agora-submit agora-reconcile agora-serve
 	agora-replicate
 LIBEXEC = agora-exec
 MAN1 = $(PROGS:%=doc/%.1)
-MAN5 = doc/agora-plan.5 doc/agora-state.5
+MAN5 = doc/agora-plan.5 doc/agora-state.5 doc/agora-bundle.5
 MAN7 = doc/agora.7
 
 LIBOBJ = $(LIBSRC:%=build/%.o)

@@ -8,8 +8,8 @@
 #include "banned.h"
 
 static const char usage[] =
-    "agora-verify --key pub... [--anchor kind:where]... [--objects dir] [--json] bundle\n"
-    "       agora-verify --key pub... [--json] --log dir [--since checkpoint]";
+    "agora-verify --key pub ... [--anchor kind:where ...] [--objects dir] [--json] bundle\n"
+    "       agora-verify --key pub ... [--json] --log dir [--since checkpoint]";
 
 int
 main(int argc, char **argv)

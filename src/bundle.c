@@ -197,7 +197,8 @@ derive_items(json_t **out, const struct bun *b)
 		const json_t *ev = b->lines[i].ev;
 		const char *id = ev_str(ev, "item"), *e = ev_str(ev, "event"), *st;
 		json_t *it;
-		if (!id || !e || strncmp(e, "item.", 5) != 0)
+		/* item events only: their names begin "item" and a dot */
+		if (!id || !e || strncmp(e, "item", 4) != 0 || e[4] != '.')
 			continue;
 		if (ag_map_get(&idx, id, &at) < 0) {
 			if (json_array_append_new(list, item_new(id)) < 0) {

@@ -100,7 +100,7 @@ use done 1"
 	run -100 --separate-stderr agora-audit
 	assert_stderr "usage: agora-audit [-d dir] [--out file] [--json] run"
 	run -100 --separate-stderr agora-verify b.json
-	assert_equal "${stderr_lines[0]}" "usage: agora-verify --key pub... [--anchor kind:where]... [--objects dir] [--json] bundle"
+	assert_equal "${stderr_lines[0]}" "usage: agora-verify --key pub ... [--anchor kind:where ...] [--objects dir] [--json] bundle"
 	run -100 --separate-stderr agora-verify --key "$PUB" --anchor s3:bucket b.json
 	assert_stderr "agora-verify: anchor 's3:bucket': the kind is dir or git, not 's3'"
 }
