@@ -16,6 +16,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "internal.h"
 
 #include "banned.h"
@@ -247,16 +249,69 @@ out:
 	return rc;
 }
 
+/*
+ * SHA-256 of many short lines: one digest fetched and one context reused,
+ * rather than OpenSSL's implicit fetch and a new context for every line.
+ */
+struct hasher {
+	EVP_MD *md;
+	EVP_MD_CTX *ctx;
+};
+
+static int
+hasher_init(struct hasher *h)
+{
+	h->md = EVP_MD_fetch(NULL, "SHA256", NULL);
+	h->ctx = EVP_MD_CTX_new();
+	if (!h->md || !h->ctx) {
+		EVP_MD_free(h->md);
+		EVP_MD_CTX_free(h->ctx);
+		h->md = NULL;
+		h->ctx = NULL;
+		return ag_error_set(AG_ERROR, "cannot set up SHA-256");
+	}
+	return 0;
+}
+
+static void
+hasher_release(struct hasher *h)
+{
+	EVP_MD_CTX_free(h->ctx);
+	EVP_MD_free(h->md);
+}
+
+/* SHA-256([prefix] || data): prefix < 0 for none, 0 for an RFC 6962 leaf. */
+static int
+hash_line(unsigned char out[AG_HASH_LEN], struct hasher *h, int prefix, const void *data,
+    size_t len)
+{
+	unsigned char p = (unsigned char)prefix;
+	unsigned int n = 0;
+
+	if (!EVP_DigestInit_ex(h->ctx, h->md, NULL) ||
+	    (prefix >= 0 && !EVP_DigestUpdate(h->ctx, &p, 1)) ||
+	    !EVP_DigestUpdate(h->ctx, data, len) || !EVP_DigestFinal_ex(h->ctx, out, &n) ||
+	    n != AG_HASH_LEN)
+		return ag_error_set(AG_ERROR, "sha256 failed");
+	return 0;
+}
+
 /* ---- chain ---- */
 
 static void
 check_chain(struct report *r, const struct bun *b)
 {
+	unsigned char md[AG_HASH_LEN];
 	char prev[65], want[65];
+	struct hasher h;
 	size_t i;
 
 	if (b->nlines == 0 && b->tail == 0) {
 		set(r, AG_CHECK_CHAIN, 0, "the log is empty");
+		return;
+	}
+	if (hasher_init(&h) < 0) {
+		set(r, AG_CHECK_CHAIN, 0, "%s", ag_error_msg());
 		return;
 	}
 	memset(prev, '0', 64);
@@ -267,15 +322,15 @@ check_chain(struct report *r, const struct bun *b)
 		const char *run = ev_str(l->ev, "run"), *p = ev_str(l->ev, "prev");
 		if (!l->ev) {
 			set(r, AG_CHECK_CHAIN, 0, "line %zu is not a JSON object", i + 1);
-			return;
+			goto out;
 		}
 		if (!json_is_integer(seq) || json_integer_value(seq) != (json_int_t)i) {
 			set(r, AG_CHECK_CHAIN, 0, "line %zu: seq is not %zu", i + 1, i);
-			return;
+			goto out;
 		}
 		if (!run || strcmp(run, b->run) != 0) {
 			set(r, AG_CHECK_CHAIN, 0, "line %zu: run is not '%s'", i + 1, b->run);
-			return;
+			goto out;
 		}
 		if (!p || strcmp(p, prev) != 0) {
 			if (i == 0)
@@ -283,32 +338,35 @@ check_chain(struct report *r, const struct bun *b)
 			else
 				set(r, AG_CHECK_CHAIN, 0, "line %zu: prev is not the SHA-256 of line %zu",
 				    i + 1, i);
-			return;
+			goto out;
 		}
-		if (ag_sha256_hex(prev, b->log + l->off, l->len) < 0) {
+		if (hash_line(md, &h, -1, b->log + l->off, l->len) < 0) {
 			set(r, AG_CHECK_CHAIN, 0, "%s", ag_error_msg());
-			return;
+			goto out;
 		}
+		ag_hex(prev, md, AG_HASH_LEN);
 	}
 	if (b->tail) {
 		set(r, AG_CHECK_CHAIN, 0, "line %zu has no newline at its end", b->nlines + 1);
-		return;
+		goto out;
 	}
 	if (!ev_is(b->lines[0].ev, "run.submitted")) {
 		set(r, AG_CHECK_CHAIN, 0, "line 1 is not run.submitted");
-		return;
+		goto out;
 	}
 	if (!ev_str(b->lines[0].ev, "planSha256")) {
 		set(r, AG_CHECK_CHAIN, 0, "line 1 has no planSha256: the plan is not bound to the log");
-		return;
+		goto out;
 	}
 	if (ag_sha256_hex(want, b->plan, b->planlen) < 0 ||
 	    strcmp(want, ev_str(b->lines[0].ev, "planSha256")) != 0) {
 		set(r, AG_CHECK_CHAIN, 0, "the plan's SHA-256 is not the planSha256 of line 1");
-		return;
+		goto out;
 	}
 	set(r, AG_CHECK_CHAIN, 1, "%zu lines, each line's prev the SHA-256 of the line before, "
 	    "and the plan's SHA-256 in line 1", b->nlines);
+out:
+	hasher_release(&h);
 }
 
 /* ---- root ---- */
@@ -460,8 +518,9 @@ static void
 check_root(struct report *r, struct bun *b, struct ag_checkpoint *cpi, int *parsed)
 {
 	char origin[AG_ORIGIN_MAX + 1], got[64], want[64], why[DETAIL_MAX];
-	unsigned char root[AG_HASH_LEN];
+	unsigned char root[AG_HASH_LEN], leaf[AG_HASH_LEN];
 	struct ag_merkle m;
+	struct hasher h;
 	uint64_t gsize = 0;
 	size_t i, after;
 
@@ -486,12 +545,19 @@ check_root(struct report *r, struct bun *b, struct ag_checkpoint *cpi, int *pars
 		    (unsigned long long)cpi->size, b->nlines);
 		return;
 	}
+	if (hasher_init(&h) < 0) {
+		set(r, AG_CHECK_ROOT, 0, "%s", ag_error_msg());
+		return;
+	}
 	ag_merkle_init(&m);
 	for (i = 0; i < cpi->size; i++)
-		if (ag_merkle_push(&m, b->log + b->lines[i].off, b->lines[i].len) < 0) {
+		if (hash_line(leaf, &h, 0x00, b->log + b->lines[i].off, b->lines[i].len) < 0 ||
+		    ag_merkle_push_leaf(&m, leaf) < 0) {
+			hasher_release(&h);
 			set(r, AG_CHECK_ROOT, 0, "%s", ag_error_msg());
 			return;
 		}
+	hasher_release(&h);
 	if (ag_merkle_root(root, &m) < 0) {
 		set(r, AG_CHECK_ROOT, 0, "%s", ag_error_msg());
 		return;
@@ -1034,6 +1100,60 @@ check_all(json_t **out, struct bun *b, const json_t *items, const struct ag_veri
 
 /* ---- reading a bundle ---- */
 
+/*
+ * Strict base64 of any length (note.c's ag_base64_decode takes small
+ * values): the standard alphabet, padding to a multiple of 4, the unused
+ * bits zero, so that one byte string has one spelling. out has room for
+ * len / 4 * 3 bytes.
+ */
+static int
+b64_decode(unsigned char *out, size_t *n, const char *s, size_t len)
+{
+	static signed char val[256];
+	static int ready;
+	static const char alpha[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t i, o = 0, pad = 0;
+	unsigned v;
+
+	if (!ready) {
+		memset(val, -1, sizeof(val));
+		for (i = 0; i < 64; i++)
+			val[(unsigned char)alpha[i]] = (signed char)i;
+		ready = 1;
+	}
+	*n = 0;
+	if (len % 4 != 0)
+		return -1;
+	if (len && s[len - 1] == '=')
+		pad = len > 1 && s[len - 2] == '=' ? 2 : 1;
+	for (i = 0; i < len; i += 4) {
+		int a = val[(unsigned char)s[i]], b = val[(unsigned char)s[i + 1]];
+		int c = val[(unsigned char)s[i + 2]], d = val[(unsigned char)s[i + 3]];
+		int last = i + 4 == len;
+		if (a < 0 || b < 0 || (c < 0 && !(last && pad == 2)) ||
+		    (d < 0 && !(last && pad >= 1)))
+			return -1;
+		v = (unsigned)a << 18 | (unsigned)b << 12 | (unsigned)(c < 0 ? 0 : c) << 6 |
+		    (unsigned)(d < 0 ? 0 : d);
+		out[o++] = (unsigned char)(v >> 16);
+		if (last && pad == 2) {
+			if (v & 0xffff)
+				return -1;
+			break;
+		}
+		out[o++] = (unsigned char)(v >> 8);
+		if (last && pad == 1) {
+			if (v & 0xff)
+				return -1;
+			break;
+		}
+		out[o++] = (unsigned char)v;
+	}
+	*n = o;
+	return 0;
+}
+
 static int
 field_bytes(unsigned char **out, size_t *len, const json_t *bundle, const char *name, int optional)
 {
@@ -1050,7 +1170,7 @@ field_bytes(unsigned char **out, size_t *len, const json_t *bundle, const char *
 	n = json_string_length(json_object_get(v, "base64"));
 	if (!(*out = malloc(n / 4 * 3 + 1)))
 		return ag_error_set(AG_ERROR, "out of memory");
-	if (ag_base64_decode(*out, n / 4 * 3 + 1, len, s, n) < 0) {
+	if (b64_decode(*out, len, s, n) < 0) {
 		free(*out);
 		*out = NULL;
 		return ag_error_set(AG_EINVALID, "the bundle's %s.base64 is not base64", name);
@@ -1139,22 +1259,151 @@ out:
 	return rc;
 }
 
+/*
+ * jansson reads a string one byte at a time, which is most of the cost of
+ * reading a large bundle: its log is one base64 string of megabytes. So
+ * the values of the "base64" keys are cut out of the text first, each
+ * replaced by "@K", and put back after the parse. A value is cut only
+ * when it is plain base64 (no escape, nothing that JSON would read
+ * otherwise), and only when every one is: then "@K" can mean nothing
+ * else.
+ */
+#define CUTS_MAX	32
+
+struct cut {
+	size_t off;
+	size_t len;
+};
+
+/* The end of the string that starts (after its quote) at i, or 0. */
+static size_t
+string_end(const char *t, size_t n, size_t i, int *plain)
+{
+	*plain = 1;
+	for (; i < n; i++) {
+		if (t[i] == '"')
+			return i;
+		if (t[i] == '\\') {
+			*plain = 0;
+			i++;
+		} else if (!((t[i] >= 'A' && t[i] <= 'Z') || (t[i] >= 'a' && t[i] <= 'z') ||
+		    (t[i] >= '0' && t[i] <= '9') || t[i] == '+' || t[i] == '/' || t[i] == '=')) {
+			*plain = 0;
+		}
+	}
+	return 0;
+}
+
+static size_t
+skip_space(const char *t, size_t n, size_t i)
+{
+	while (i < n && (t[i] == ' ' || t[i] == '\t' || t[i] == '\n' || t[i] == '\r'))
+		i++;
+	return i;
+}
+
+/* Find the values of "base64" keys; -1 when one is not plain, or too many. */
+static int
+find_cuts(struct cut *cuts, size_t *ncuts, const char *t, size_t n)
+{
+	size_t i, end, v, vend;
+	int plain;
+
+	*ncuts = 0;
+	for (i = 0; i < n; i++) {
+		if (t[i] != '"')
+			continue;
+		if (!(end = string_end(t, n, i + 1, &plain)))
+			return -1;
+		if (end - i - 1 == 6 && memcmp(t + i + 1, "base64", 6) == 0 &&
+		    (v = skip_space(t, n, end + 1)) < n && t[v] == ':' &&
+		    (v = skip_space(t, n, v + 1)) < n && t[v] == '"') {
+			if (!(vend = string_end(t, n, v + 1, &plain)) || !plain || *ncuts == CUTS_MAX)
+				return -1;
+			cuts[*ncuts].off = v + 1;
+			cuts[(*ncuts)++].len = vend - v - 1;
+			end = vend;
+		}
+		i = end;
+	}
+	return 0;
+}
+
+/* Put the cut values back in place of "@K". */
+static int
+paste(json_t *v, const char *t, const struct cut *cuts, size_t ncuts)
+{
+	const char *key, *s;
+	json_t *x;
+	size_t i;
+	char *endp;
+	unsigned long k;
+
+	if (json_is_array(v)) {
+		json_array_foreach(v, i, x)
+			if (paste(x, t, cuts, ncuts) < 0)
+				return -1;
+		return 0;
+	}
+	if (!json_is_object(v))
+		return 0;
+	json_object_foreach(v, key, x) {
+		if (strcmp(key, "base64") == 0 && (s = json_string_value(x)) && s[0] == '@') {
+			k = strtoul(s + 1, &endp, 10);
+			if (*endp || k >= ncuts)
+				return -1;
+			if (json_object_set_new(v, key, json_stringn_nocheck(t + cuts[k].off,
+			    cuts[k].len)) < 0)
+				return -1;
+		} else if (paste(x, t, cuts, ncuts) < 0) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int
 ag_bundle_load(json_t **out, const char *path)
 {
-	struct ag_buf text;
+	struct cut cuts[CUTS_MAX];
+	struct ag_buf text, small;
 	json_error_t err;
-	int rc;
+	size_t ncuts = 0, i, at = 0;
+	int rc, cut;
 
 	*out = NULL;
 	if ((rc = ag_read_file(&text, path, AG_BUNDLE_MAX)) < 0)
 		return rc;
-	*out = json_loadb(text.ptr, text.len, JSON_REJECT_DUPLICATES, &err);
-	ag_buf_release(&text);
-	if (!*out)
-		return ag_error_set(AG_EINVALID, "bundle '%s' is not JSON: line %d: %s", path,
+	ag_buf_init(&small, AG_BUNDLE_MAX);
+	cut = find_cuts(cuts, &ncuts, text.ptr, text.len) == 0 && ncuts > 0;
+	for (i = 0; cut && i < ncuts; i++) {
+		rc = ag_buf_put(&small, text.ptr + at, cuts[i].off - at);
+		if (rc == 0)
+			rc = ag_buf_printf(&small, "@%zu", i);
+		if (rc < 0)
+			goto out;
+		at = cuts[i].off + cuts[i].len;
+	}
+	if (cut && (rc = ag_buf_put(&small, text.ptr + at, text.len - at)) < 0)
+		goto out;
+	if (cut)
+		*out = json_loadb(small.ptr, small.len, JSON_REJECT_DUPLICATES, &err);
+	else
+		*out = json_loadb(text.ptr, text.len, JSON_REJECT_DUPLICATES, &err);
+	if (!*out) {
+		rc = ag_error_set(AG_EINVALID, "bundle '%s' is not JSON: line %d: %s", path,
 		    err.line, err.text);
-	return 0;
+		goto out;
+	}
+	if (cut && paste(*out, text.ptr, cuts, ncuts) < 0) {
+		json_decref(*out);
+		*out = NULL;
+		rc = ag_error_set(AG_ERROR, "out of memory");
+	}
+out:
+	ag_buf_release(&small);
+	ag_buf_release(&text);
+	return rc;
 }
 
 int
