@@ -111,6 +111,256 @@ ev_is(const json_t *ev, const char *event)
 	return e && strcmp(e, event) == 0;
 }
 
+/*
+ * SHA-256 of many short lines: one digest fetched and one context reused,
+ * rather than OpenSSL's implicit fetch and a new context for every line.
+ */
+struct hasher {
+	EVP_MD *md;
+	EVP_MD_CTX *ctx;
+};
+
+static int
+hasher_init(struct hasher *h)
+{
+	h->md = EVP_MD_fetch(NULL, "SHA256", NULL);
+	h->ctx = EVP_MD_CTX_new();
+	if (!h->md || !h->ctx) {
+		EVP_MD_free(h->md);
+		EVP_MD_CTX_free(h->ctx);
+		h->md = NULL;
+		h->ctx = NULL;
+		return ag_error_set(AG_ERROR, "cannot set up SHA-256");
+	}
+	return 0;
+}
+
+static void
+hasher_release(struct hasher *h)
+{
+	EVP_MD_CTX_free(h->ctx);
+	EVP_MD_free(h->md);
+}
+
+/* SHA-256([prefix] || data): prefix < 0 for none, 0 for an RFC 6962 leaf. */
+static int
+hash_line(unsigned char out[AG_HASH_LEN], struct hasher *h, int prefix, const void *data,
+    size_t len)
+{
+	unsigned char p = (unsigned char)prefix;
+	unsigned int n = 0;
+
+	if (!EVP_DigestInit_ex(h->ctx, h->md, NULL) ||
+	    (prefix >= 0 && !EVP_DigestUpdate(h->ctx, &p, 1)) ||
+	    !EVP_DigestUpdate(h->ctx, data, len) || !EVP_DigestFinal_ex(h->ctx, out, &n) ||
+	    n != AG_HASH_LEN)
+		return ag_error_set(AG_ERROR, "sha256 failed");
+	return 0;
+}
+
+/*
+ * A line as agora writes it, read fast. jansson reads a byte at a time
+ * and builds every value: for a 10 000-item run that was most of a
+ * verification. agora's lines are compact JSON objects of plain strings
+ * (no escape, ASCII), integers, literals and a few small nested values,
+ * so this reads that subset itself, strictly (duplicate keys refused, as
+ * JSON_REJECT_DUPLICATES does), hands each nested value to jansson, and
+ * keeps only the fields the checks read. Anything else (an escape, a
+ * byte above 0x7f, a number with a fraction, white space) goes to
+ * jansson whole, as does run.sealed, which is compared field by field:
+ * both read the same lines the same way.
+ */
+#define FAST_KEYS_MAX	64
+
+static const char *const fast_keep[] = {
+	"seq", "at", "run", "event", "item", "status", "attempt", "reason", "base", "resultRef",
+	"patchSha256", "outputs", "needs", "prev", "planSha256", "logIndex", NULL
+};
+
+/* A plain string from p[i] (its quote): its end quote, or 0 to fall back. */
+static size_t
+fast_string(const char *p, size_t n, size_t i)
+{
+	for (i++; i < n; i++) {
+		unsigned char c = (unsigned char)p[i];
+		if (c == '"')
+			return i;
+		if (c == '\\' || c < 0x20 || c > 0x7e)
+			return 0;
+	}
+	return 0;
+}
+
+/*
+ * 1 when the line was read (*out NULL: not a JSON object), 0 to fall
+ * back; only the keys of keep are kept.
+ */
+static int
+fast_line(json_t **out, const char *p, size_t n, const char *const *keep_keys)
+{
+	size_t keys[FAST_KEYS_MAX][2], nkeys = 0, i = 1, k, end;
+	json_t *obj = NULL, *v;
+	int keep;
+
+	*out = NULL;
+	if (n < 2 || p[0] != '{' || !(obj = json_object()))
+		return 0;
+	if (p[1] == '}') {
+		if (n != 2)
+			goto fallback;
+		*out = obj;
+		return 1;
+	}
+	for (;;) {
+		/* "key": */
+		if (i >= n || p[i] != '"' || !(end = fast_string(p, n, i)) || end + 1 >= n ||
+		    p[end + 1] != ':' || nkeys == FAST_KEYS_MAX)
+			goto fallback;
+		for (k = 0; k < nkeys; k++)
+			if (keys[k][1] == end - i - 1 && memcmp(p + keys[k][0], p + i + 1, end - i - 1) == 0) {
+				/* a duplicate key: not a JSON object to agora */
+				json_decref(obj);
+				return 1;
+			}
+		keys[nkeys][0] = i + 1;
+		keys[nkeys++][1] = end - i - 1;
+		keep = 0;
+		for (k = 0; keep_keys[k]; k++)
+			if (strlen(keep_keys[k]) == end - i - 1 && memcmp(keep_keys[k], p + i + 1,
+			    end - i - 1) == 0)
+				keep = 1;
+		i = end + 2;
+		if (i >= n)
+			goto fallback;
+		/* the value */
+		v = NULL;
+		if (p[i] == '"') {
+			if (!(end = fast_string(p, n, i)))
+				goto fallback;
+			if (keep)
+				v = json_stringn_nocheck(p + i + 1, end - i - 1);
+			i = end + 1;
+		} else if (p[i] == '-' || (p[i] >= '0' && p[i] <= '9')) {
+			size_t d = i + (p[i] == '-');
+			json_int_t x = 0;
+			if (d >= n || p[d] < '0' || p[d] > '9' || (p[d] == '0' && d + 1 < n &&
+			    p[d + 1] >= '0' && p[d + 1] <= '9'))
+				goto fallback;
+			for (end = d; end < n && p[end] >= '0' && p[end] <= '9'; end++) {
+				if (end - d >= 18)
+					goto fallback;
+				x = x * 10 + (p[end] - '0');
+			}
+			if (end < n && (p[end] == '.' || p[end] == 'e' || p[end] == 'E'))
+				goto fallback;
+			if (keep)
+				v = json_integer(p[i] == '-' ? -x : x);
+			i = end;
+		} else if (n - i >= 4 && memcmp(p + i, "true", 4) == 0) {
+			v = keep ? json_true() : NULL;
+			i += 4;
+		} else if (n - i >= 5 && memcmp(p + i, "false", 5) == 0) {
+			v = keep ? json_false() : NULL;
+			i += 5;
+		} else if (n - i >= 4 && memcmp(p + i, "null", 4) == 0) {
+			v = keep ? json_null() : NULL;
+			i += 4;
+		} else if (p[i] == '{' || p[i] == '[') {
+			/* its end, then jansson reads it: nested values are few and small */
+			size_t depth = 0;
+			for (end = i; end < n; end++) {
+				if (p[end] == '"') {
+					if (!(end = fast_string(p, n, end)))
+						goto fallback;
+				} else if (p[end] == '{' || p[end] == '[') {
+					depth++;
+				} else if ((p[end] == '}' || p[end] == ']') && --depth == 0) {
+					break;
+				}
+			}
+			if (end >= n || !(v = json_loadb(p + i, end + 1 - i, JSON_REJECT_DUPLICATES,
+			    NULL)))
+				goto fallback;
+			if (!keep) {
+				json_decref(v);
+				v = NULL;
+			}
+			i = end + 1;
+		} else {
+			goto fallback;
+		}
+		if (v && json_object_setn_new_nocheck(obj, p + keys[nkeys - 1][0],
+		    keys[nkeys - 1][1], v) < 0)
+			goto fallback;
+		if (i < n && p[i] == ',') {
+			i++;
+			continue;
+		}
+		if (i + 1 == n && p[i] == '}')
+			break;
+		goto fallback;
+	}
+	if (ev_is(obj, "run.sealed"))
+		goto fallback;
+	*out = obj;
+	return 1;
+fallback:
+	json_decref(obj);
+	return 0;
+}
+
+/*
+ * The items of plan.json, {"items": [{id, needs}, ...]}, read fast when
+ * the plan is the one the log binds (its SHA-256 is line 1's planSha256)
+ * and so is in agora's layout: the run's fields and "items":[ on the
+ * first line, then an item per line (ag_plan_write). NULL otherwise:
+ * jansson reads it whole.
+ */
+static json_t *
+plan_fast(const struct bun *b)
+{
+	static const char *const keep[] = { "id", "needs", NULL };
+	const char *p = (const char *)b->plan, *want;
+	size_t i = 0, end, n = b->planlen;
+	unsigned char md[AG_HASH_LEN];
+	char sum[65];
+	json_t *items = NULL, *it;
+	struct hasher h;
+
+	want = b->nlines ? ev_str(b->lines[0].ev, "planSha256") : NULL;
+	if (!want || hasher_init(&h) < 0)
+		return NULL;
+	i = hash_line(md, &h, -1, p, n);
+	hasher_release(&h);
+	ag_hex(sum, md, AG_HASH_LEN);
+	if (i != 0 || strcmp(sum, want) != 0)
+		return NULL;
+	/* the first line ends in "items":[ */
+	for (i = 0; i < n && p[i] != '\n'; i++)
+		;
+	if (i >= n || i < 9 || memcmp(p + i - 9, "\"items\":[", 9) != 0 || !(items = json_array()))
+		return NULL;
+	for (i++; i < n; i = end + 1) {
+		size_t len;
+		for (end = i; end < n && p[end] != '\n'; end++)
+			;
+		if (end >= n)
+			goto fail;
+		len = end - i;
+		if (len == 2 && memcmp(p + i, "]}", 2) == 0 && end + 1 == n)
+			return json_pack("{s:o}", "items", items);
+		if (len && p[i + len - 1] == ',')
+			len--;
+		if (!fast_line(&it, p + i, len, keep))
+			it = json_loadb(p + i, len, JSON_REJECT_DUPLICATES, NULL);
+		if (!json_is_object(it) || json_array_append_new(items, it) < 0)
+			goto fail;
+	}
+fail:
+	json_decref(items);
+	return NULL;
+}
+
 /* Split the log into lines and parse each; the plan too. */
 static int
 bun_parse(struct bun *b)
@@ -129,8 +379,9 @@ bun_parse(struct bun *b)
 		l = &b->lines[b->nlines++];
 		l->off = start;
 		l->len = i - start;
-		l->ev = json_loadb((const char *)b->log + start, l->len, JSON_REJECT_DUPLICATES,
-		    NULL);
+		if (!fast_line(&l->ev, (const char *)b->log + start, l->len, fast_keep))
+			l->ev = json_loadb((const char *)b->log + start, l->len,
+			    JSON_REJECT_DUPLICATES, NULL);
 		if (l->ev && !json_is_object(l->ev)) {
 			json_decref(l->ev);
 			l->ev = NULL;
@@ -139,7 +390,9 @@ bun_parse(struct bun *b)
 	}
 	b->tail = b->loglen - start;
 
-	b->planj = json_loadb((const char *)b->plan, b->planlen, JSON_REJECT_DUPLICATES, NULL);
+	if (!(b->planj = plan_fast(b)))
+		b->planj = json_loadb((const char *)b->plan, b->planlen, JSON_REJECT_DUPLICATES,
+		    NULL);
 	items = json_object_get(b->planj, "items");
 	if (!json_is_array(items))
 		return 0;
@@ -249,51 +502,59 @@ out:
 	return rc;
 }
 
-/*
- * SHA-256 of many short lines: one digest fetched and one context reused,
- * rather than OpenSSL's implicit fetch and a new context for every line.
- */
-struct hasher {
-	EVP_MD *md;
-	EVP_MD_CTX *ctx;
-};
-
+/* SHA-256(0x01 || l || r), an RFC 6962 node. */
 static int
-hasher_init(struct hasher *h)
+hash_node(unsigned char out[AG_HASH_LEN], struct hasher *h, const unsigned char *l,
+    const unsigned char *r)
 {
-	h->md = EVP_MD_fetch(NULL, "SHA256", NULL);
-	h->ctx = EVP_MD_CTX_new();
-	if (!h->md || !h->ctx) {
-		EVP_MD_free(h->md);
-		EVP_MD_CTX_free(h->ctx);
-		h->md = NULL;
-		h->ctx = NULL;
-		return ag_error_set(AG_ERROR, "cannot set up SHA-256");
-	}
-	return 0;
-}
-
-static void
-hasher_release(struct hasher *h)
-{
-	EVP_MD_CTX_free(h->ctx);
-	EVP_MD_free(h->md);
-}
-
-/* SHA-256([prefix] || data): prefix < 0 for none, 0 for an RFC 6962 leaf. */
-static int
-hash_line(unsigned char out[AG_HASH_LEN], struct hasher *h, int prefix, const void *data,
-    size_t len)
-{
-	unsigned char p = (unsigned char)prefix;
+	unsigned char p = 0x01;
 	unsigned int n = 0;
 
-	if (!EVP_DigestInit_ex(h->ctx, h->md, NULL) ||
-	    (prefix >= 0 && !EVP_DigestUpdate(h->ctx, &p, 1)) ||
-	    !EVP_DigestUpdate(h->ctx, data, len) || !EVP_DigestFinal_ex(h->ctx, out, &n) ||
-	    n != AG_HASH_LEN)
+	if (!EVP_DigestInit_ex(h->ctx, h->md, NULL) || !EVP_DigestUpdate(h->ctx, &p, 1) ||
+	    !EVP_DigestUpdate(h->ctx, l, AG_HASH_LEN) || !EVP_DigestUpdate(h->ctx, r, AG_HASH_LEN) ||
+	    !EVP_DigestFinal_ex(h->ctx, out, &n) || n != AG_HASH_LEN)
 		return ag_error_set(AG_ERROR, "sha256 failed");
 	return 0;
+}
+
+/*
+ * The RFC 6962 root of the first n lines, folded as they are hashed: the
+ * stack holds the roots of the perfect subtrees so far, largest first
+ * (merkle.c's ag_merkle does the same, with a new context per hash).
+ */
+static int
+lines_root(unsigned char out[AG_HASH_LEN], const struct bun *b, uint64_t n)
+{
+	unsigned char stack[65][AG_HASH_LEN];
+	uint64_t sizes[65], i;
+	struct hasher h;
+	int depth = 0, j, rc;
+
+	if ((rc = hasher_init(&h)) < 0)
+		return rc;
+	for (i = 0; i < n; i++) {
+		if ((rc = hash_line(stack[depth], &h, 0x00, b->log + b->lines[i].off,
+		    b->lines[i].len)) < 0)
+			goto out;
+		sizes[depth++] = 1;
+		while (depth >= 2 && sizes[depth - 1] == sizes[depth - 2]) {
+			if ((rc = hash_node(stack[depth - 2], &h, stack[depth - 2], stack[depth - 1])) < 0)
+				goto out;
+			sizes[depth - 2] *= 2;
+			depth--;
+		}
+	}
+	if (depth == 0) {
+		rc = hash_line(out, &h, -1, "", 0);
+		goto out;
+	}
+	memcpy(out, stack[depth - 1], AG_HASH_LEN);
+	for (j = depth - 2; j >= 0; j--)
+		if ((rc = hash_node(out, &h, stack[j], out)) < 0)
+			goto out;
+out:
+	hasher_release(&h);
+	return rc;
 }
 
 /* ---- chain ---- */
@@ -518,11 +779,9 @@ static void
 check_root(struct report *r, struct bun *b, struct ag_checkpoint *cpi, int *parsed)
 {
 	char origin[AG_ORIGIN_MAX + 1], got[64], want[64], why[DETAIL_MAX];
-	unsigned char root[AG_HASH_LEN], leaf[AG_HASH_LEN];
-	struct ag_merkle m;
-	struct hasher h;
+	unsigned char root[AG_HASH_LEN];
 	uint64_t gsize = 0;
-	size_t i, after;
+	size_t after;
 
 	*parsed = 0;
 	if (!b->cp) {
@@ -545,20 +804,7 @@ check_root(struct report *r, struct bun *b, struct ag_checkpoint *cpi, int *pars
 		    (unsigned long long)cpi->size, b->nlines);
 		return;
 	}
-	if (hasher_init(&h) < 0) {
-		set(r, AG_CHECK_ROOT, 0, "%s", ag_error_msg());
-		return;
-	}
-	ag_merkle_init(&m);
-	for (i = 0; i < cpi->size; i++)
-		if (hash_line(leaf, &h, 0x00, b->log + b->lines[i].off, b->lines[i].len) < 0 ||
-		    ag_merkle_push_leaf(&m, leaf) < 0) {
-			hasher_release(&h);
-			set(r, AG_CHECK_ROOT, 0, "%s", ag_error_msg());
-			return;
-		}
-	hasher_release(&h);
-	if (ag_merkle_root(root, &m) < 0) {
+	if (lines_root(root, b, cpi->size) < 0) {
 		set(r, AG_CHECK_ROOT, 0, "%s", ag_error_msg());
 		return;
 	}
