@@ -1,13 +1,14 @@
 # agora: make, make check, make demo, make install, make clean
 -include config.mk
 
-LIBSRC = anchor artifact audit buf clock conf control crash err exec fsio hash id init lock map merkle \
-	note plan reconcile sandbox sched spawn state store submit cli
+LIBSRC = anchor artifact audit buf bundle clock conf control crash err exec fsio hash id init lock map \
+	merkle note plan reconcile replicate sandbox sched spawn state store submit cli
 PROGS = agora agora-init agora-validate agora-submit agora-reconcile agora-serve \
-	agora-watch agora-status agora-ctl agora-show agora-apply
+	agora-watch agora-status agora-ctl agora-show agora-apply agora-audit agora-verify \
+	agora-replicate
 LIBEXEC = agora-exec
 MAN1 = $(PROGS:%=doc/%.1)
-MAN5 = doc/agora-plan.5 doc/agora-state.5
+MAN5 = doc/agora-plan.5 doc/agora-state.5 doc/agora-bundle.5
 MAN7 = doc/agora.7
 
 LIBOBJ = $(LIBSRC:%=build/%.o)
@@ -18,7 +19,7 @@ all: $(BINS)
 config.mk:
 	./configure
 
-build/%.o: src/%.c src/agora.h src/audit.h src/internal.h src/banned.h config.mk
+build/%.o: src/%.c src/agora.h src/audit.h src/bundle.h src/internal.h src/banned.h config.mk
 	@mkdir -p build
 	@echo "CC $<"; $(CC) $(CFLAGS) -DLIBEXECDIR='"$(LIBEXECDIR)"' -c -o $@ $<
 
@@ -30,7 +31,7 @@ bin/%: build/%.o build/libagora.a
 	@mkdir -p bin
 	@echo "LD $@"; $(CC) $(LDFLAGS) -o $@ $< build/libagora.a $(LIBS)
 
-bin/agora-helper: t/helper/agora-helper.c build/libagora.a src/agora.h src/audit.h
+bin/agora-helper: t/helper/agora-helper.c build/libagora.a src/agora.h src/audit.h src/bundle.h
 	@mkdir -p bin
 	$(CC) $(CFLAGS) -Isrc $(LDFLAGS) -o $@ $< build/libagora.a $(LIBS)
 

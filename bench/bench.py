@@ -23,7 +23,7 @@ BIN = os.path.join(TOP, "bin")     # replaced by a snapshot in main()
 GEN = os.path.join(HERE, "gen")
 
 
-PHASES = ("dag", "cpu", "strace", "tick", "submit", "rss")
+PHASES = ("dag", "cpu", "strace", "tick", "submit", "rss", "verify")
 
 
 def env_int(name, default):
@@ -60,8 +60,8 @@ class Config:
         self.timeout = env_int("BENCH_TIMEOUT", 1800)
         self.sh = os.environ.get("BENCH_SH", "1") not in ("", "0")
         self.strace_n = env_int("BENCH_STRACE_N", min(self.n, 1000))
-        default = "dag cpu tick submit rss" if shutil.which("perf") else \
-            "dag tick submit rss"
+        default = "dag cpu tick submit rss verify" if shutil.which("perf") \
+            else "dag tick submit rss verify"
         phases = os.environ.get("BENCH_PHASES", default)
         self.phases = phases.replace(",", " ").split()
         self.tools = os.environ.get("BENCH_TOOLS", "make ninja agora").split()
@@ -547,6 +547,54 @@ def phase_submit(cfg, res):
     res["submit"] = out
 
 
+# ------------------------------------------------------------- verify phase
+
+def phase_verify(cfg, res):
+    """An N-item run to its seal, then agora-audit of it and agora-verify
+    of its bundle, each timed BENCH_REPEATS times."""
+    dag = os.path.join(cfg.dir, "dag-verify")
+    retire(dag)
+    gen(cfg, dag, cfg.n)
+    state = os.path.join(cfg.dir, "state-verify")
+    t, ok, note = run_agora(cfg, dag, os.path.join(dag, "plan.json"), state)
+    if not ok:
+        res["verify"] = {"note": "the run failed: %s" % note}
+        return
+    # watch ends at run.completed; the tick that logged it seals the run,
+    # and a reconcile waits for that tick's lock
+    must([agora("reconcile"), "-d", state])
+    run_id = "bench-%d" % cfg.n
+    bundle = os.path.join(cfg.dir, "verify.bundle")
+    pub = os.path.join(state, "keys", "signing.pub")
+    objects = os.path.join(state, "objects.git")
+    out = {"audit": [], "verify": [], "verify_objects": []}
+    for _ in range(cfg.repeats):
+        t, r = timed([agora("audit"), "-d", state, "--out", bundle, run_id],
+                     stdout=subprocess.DEVNULL)
+        if r.returncode != 0:
+            sys.exit("bench: agora-audit exited %d" % r.returncode)
+        out["audit"].append(t)
+        t, r = timed([agora("verify"), "--key", pub, bundle],
+                     stdout=subprocess.DEVNULL)
+        if r.returncode != 0:
+            sys.exit("bench: agora-verify exited %d" % r.returncode)
+        out["verify"].append(t)
+        t, r = timed([agora("verify"), "--key", pub, "--objects", objects,
+                      bundle], stdout=subprocess.DEVNULL)
+        if r.returncode != 0:
+            sys.exit("bench: agora-verify --objects exited %d" % r.returncode)
+        out["verify_objects"].append(t)
+    out["bytes"] = os.path.getsize(bundle)
+    with open(os.path.join(state, "runs", run_id, "status.jsonl"), "rb") as f:
+        out["lines"] = sum(1 for _ in f)
+    log("%d-item run: audit %s, verify %s (medians)"
+        % (cfg.n, fmt_ms(median(out["audit"])), fmt_ms(median(out["verify"]))))
+    if not cfg.keep:
+        retire(state)
+        retire(dag)
+    res["verify"] = out
+
+
 # ---------------------------------------------------------------- cpu phase
 
 def perf_task_clock(path):
@@ -858,13 +906,31 @@ def report(cfg, res):
                         "" if v[2] == 0 else "   EXIT %d" % v[2]))
             if len(v) > 3 and v[3]:
                 L.append("   %-30s %s" % ("", v[3]))
+    if "verify" in res:
+        v = res["verify"]
+        L.append("")
+        if "note" in v:
+            L.append("5. verify: FAILED %s" % v["note"])
+        else:
+            L.append("5. %d-item run sealed (%d log lines, a %.1f MB bundle), "
+                     "median of %d calls (min, max)"
+                     % (cfg.n, v["lines"], v["bytes"] / 1e6, cfg.repeats))
+            for label, key, target in (
+                    ("agora-audit --out", "audit", ""),
+                    ("agora-verify", "verify", "   target < 1 s"),
+                    ("agora-verify --objects", "verify_objects", "")):
+                xs = v[key]
+                L.append("   %-30s %9s  (%s, %s)%s"
+                         % (label, fmt_ms(median(xs)), fmt_ms(min(xs)),
+                            fmt_ms(max(xs)), target))
     return "\n".join(L) + "\n"
 
 
 def main():
     global BIN, TRASH
     cfg = Config()
-    for p in ("init", "submit", "validate", "serve", "watch", "reconcile"):
+    for p in ("init", "submit", "validate", "serve", "watch", "reconcile",
+              "audit", "verify"):
         if not os.access(agora(p), os.X_OK):
             sys.exit("bench: %s is missing; run make first" % agora(p))
     os.makedirs(cfg.dir, exist_ok=True)
@@ -875,7 +941,8 @@ def main():
     spent = {}
     for name, fn in (("dag", phase_dag), ("cpu", phase_cpu),
                      ("strace", phase_strace), ("tick", phase_tick),
-                     ("submit", phase_submit), ("rss", phase_rss)):
+                     ("submit", phase_submit), ("rss", phase_rss),
+                     ("verify", phase_verify)):
         if name not in cfg.phases:
             continue
         log("phase %s" % name)

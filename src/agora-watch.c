@@ -48,7 +48,8 @@ print_line(void *arg, const char *line, size_t len, const json_t *ev)
 	    json_string_value(json_object_get(ev, "event")), item ? " " : "", item ? item : "");
 	json_object_foreach((json_t *)ev, k, val) {
 		if (!strcmp(k, "seq") || !strcmp(k, "at") || !strcmp(k, "run") ||
-		    !strcmp(k, "event") || !strcmp(k, "item") || !strcmp(k, "prev"))
+		    !strcmp(k, "event") || !strcmp(k, "item") || !strcmp(k, "prev") ||
+		    !strcmp(k, "planSha256"))
 			continue;
 		if (json_is_string(val) && !strpbrk(json_string_value(val), " \t\"=")) {
 			printf(" %s=%s", k, json_string_value(val));

@@ -321,6 +321,7 @@ struct ag_run {
 	int cancelled;
 	int completed;
 	int64_t completed_seq;	/* the seq of run.completed: the sealed tree has seq + 1 lines */
+	char completed_at[AG_TIME_LEN];	/* its at, which run.sealed repeats */
 	int sealed;		/* run.sealed is logged */
 	char outcome[16];
 	int64_t control_off;
@@ -709,6 +710,18 @@ struct ag_applied {
  */
 int ag_apply_run(struct ag_applied **out, size_t *nout, const struct ag_conf *c, const char *run,
     const struct ag_apply_opts *o);
+
+/* ---- replicate.c: agora-replicate ---- */
+
+/*
+ * Copy the state tree dir to dest (a path, or rsync's [user@]host:path)
+ * with rsync: read checkpoints, logs, objects in that order, write them
+ * the other way round, so that the replica is whole at every step;
+ * immutable files are never overwritten there, logs only grow, nothing
+ * is deleted but what active/ no longer lists. Locks, temporary files,
+ * worktrees and the private key are not copied.
+ */
+int ag_replicate(const char *dir, const char *dest);
 
 /* ---- init.c ---- */
 

@@ -422,6 +422,13 @@ ag_seal_run(struct ag_seal *out, const char *dir, struct ag_run *r, const struct
 		goto out;
 	ag_crash_point("seal-global");
 	ev = ag_event_new(r, "run.sealed");
+	/*
+	 * The tree ends at run.completed, so run.sealed is outside it: its at is
+	 * run.completed's, so that every byte of it follows from the lines
+	 * before, the checkpoint and the global log, and a verifier can check
+	 * it byte for byte.
+	 */
+	json_object_set_new(ev, "at", json_string(r->completed_at));
 	json_object_set_new(ev, "size", json_integer((json_int_t)out->size));
 	ag_hex(hex, out->root, AG_HASH_LEN);
 	json_object_set_new(ev, "root", json_string(hex));

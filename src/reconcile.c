@@ -756,6 +756,28 @@ close_spawn(struct pending_spawn *s)
 	s->nlocks = 0;
 }
 
+/*
+ * The products an attempt consumes, {key: "git:<blob>"}, or NULL: the
+ * item.running line records them, so that the handoff closure of a
+ * sealed run is read from the chain, not from files beside it.
+ */
+static json_t *
+consumed_needs(const json_t *spec)
+{
+	json_t *list = json_object_get(spec, "needs"), *n, *out;
+	size_t i;
+
+	if (!json_array_size(list) || !(out = json_object()))
+		return NULL;
+	json_array_foreach(list, i, n) {
+		const char *key = json_string_value(json_object_get(n, "key"));
+		const char *ref = json_string_value(json_object_get(n, "ref"));
+		if (key && ref)
+			json_object_set_new(out, key, json_sprintf("git:%s", ref));
+	}
+	return out;
+}
+
 static int
 fire(struct tick *t, struct ag_run *r, size_t item)
 {
@@ -763,7 +785,7 @@ fire(struct tick *t, struct ag_run *r, size_t item)
 	int attempt = it->attempt + 1;
 	char path[AG_PATH_MAX], lname[256];
 	struct pending_spawn s = { r, item, attempt, -1, NULL, 0 };
-	json_t *spec, *ev;
+	json_t *spec, *ev, *needs = NULL;
 	char *text;
 	size_t k;
 	int rc;
@@ -781,29 +803,31 @@ fire(struct tick *t, struct ag_run *r, size_t item)
 
 	spec = make_spec(t, r, item, attempt);
 	text = json_dumps(spec, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+	needs = consumed_needs(spec);
 	json_decref(spec);
-	if (!text)
+	if (!text) {
+		json_decref(needs);
 		return ag_error_set(AG_ERROR, "out of memory");
+	}
 	if ((rc = attempt_path(path, sizeof(path), r, item, attempt, "spec.json")) == 0)
 		rc = ag_write_replace(path, text, strlen(text), 0644);
 	free(text);
 	if (rc < 0)
-		return rc;
+		goto fail;
 	ag_crash_point("fire-spec");
 
 	if ((rc = attempt_path(path, sizeof(path), r, item, attempt, "lease")) < 0 ||
 	    (rc = ag_lock_open(&s.lease_fd, path, 1)) < 0)
-		return rc;
+		goto fail;
 	/* a fire that crashed before its item.running line started nobody */
 	if (ftruncate(s.lease_fd, 0) < 0) {
 		rc = ag_error_sys(AG_ERROR, "cannot truncate '%s'", path);
-		close_spawn(&s);
-		return rc;
+		goto fail;
 	}
 	s.lock_fds = calloc(it->nlocks + 1, sizeof(int));
 	if (!s.lock_fds) {
-		close_spawn(&s);
-		return ag_error_set(AG_ERROR, "out of memory");
+		rc = ag_error_set(AG_ERROR, "out of memory");
+		goto fail;
 	}
 	for (k = 0; k < it->nlocks; k++)
 		s.lock_fds[k] = -1;
@@ -822,6 +846,10 @@ fire(struct tick *t, struct ag_run *r, size_t item)
 			goto fail;
 	}
 	ev = item_event(r, "item.running", "running", attempt);
+	if (needs) {
+		json_object_set_new(ev, "needs", needs);
+		needs = NULL;
+	}
 	if ((rc = emit_item_ev(t, r, item, ev)) < 0)
 		goto fail;
 	ag_crash_point("fire-log");
@@ -829,6 +857,7 @@ fire(struct tick *t, struct ag_run *r, size_t item)
 	t->stats->fired++;
 	return 0;
 fail:
+	json_decref(needs);
 	close_spawn(&s);
 	return rc;
 }
@@ -915,6 +944,7 @@ static int
 create_run(struct tick *t, struct ag_plan *plan, const char *id, const char *name)
 {
 	char tmp[AG_PATH_MAX], path[AG_PATH_MAX], dst[AG_PATH_MAX], zeros[65], at[AG_TIME_LEN];
+	char plansum[65];
 	json_t *ev;
 	char *line = NULL;
 	int rc;
@@ -928,7 +958,7 @@ create_run(struct tick *t, struct ag_plan *plan, const char *id, const char *nam
 	json_object_set_new(plan->head, "submittedAt", json_integer(name_time_us(name)));
 	json_object_set_new(plan->head, "source", json_string(name));
 	if ((rc = ag_path(path, sizeof(path), "%s/plan.json", tmp)) < 0 ||
-	    (rc = ag_plan_save(path, plan, 1, 0444)) < 0)
+	    (rc = ag_plan_save_sum(path, plan, 1, 0444, plansum)) < 0)
 		goto out;
 	memset(zeros, '0', 64);
 	zeros[64] = '\0';
@@ -941,6 +971,8 @@ create_run(struct tick *t, struct ag_plan *plan, const char *id, const char *nam
 	json_object_set(ev, "actor", json_object_get(plan->head, "actor"));
 	json_object_set(ev, "queue", json_object_get(plan->head, "queue"));
 	json_object_set_new(ev, "items", json_integer((json_int_t)plan->nitems));
+	/* the chain binds plan.json's exact bytes, so a bundle's plan can be checked */
+	json_object_set_new(ev, "planSha256", json_string(plansum));
 	json_object_set_new(ev, "globalOffset", json_integer((json_int_t)global_whole_len(t)));
 	json_object_set_new(ev, "globalPaused", json_boolean(t->global_paused));
 	json_object_set_new(ev, "prev", json_string(zeros));

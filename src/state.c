@@ -152,6 +152,9 @@ ag_run_apply(struct ag_run *r, const json_t *ev)
 		const char *o = json_string_value(json_object_get(ev, "status"));
 		r->completed = 1;
 		r->completed_seq = json_integer_value(json_object_get(ev, "seq"));
+		snprintf(r->completed_at, sizeof(r->completed_at), "%s",
+		    json_string_value(json_object_get(ev, "at")) ?
+		    json_string_value(json_object_get(ev, "at")) : "");
 		snprintf(r->outcome, sizeof(r->outcome), "%s", o ? o : "");
 	} else if (strcmp(e, "run.sealed") == 0) {
 		r->sealed = 1;

@@ -17,8 +17,8 @@
 load lib/common
 
 DOC=$AGORA_ROOT/doc
-PROGRAMS="agora agora-init agora-validate agora-submit agora-reconcile agora-serve agora-watch agora-status agora-ctl agora-show agora-apply"
-PAGES="agora.1 agora-init.1 agora-validate.1 agora-submit.1 agora-reconcile.1 agora-serve.1 agora-watch.1 agora-status.1 agora-ctl.1 agora-show.1 agora-apply.1 agora-plan.5 agora-state.5 agora.7"
+PROGRAMS="agora agora-init agora-validate agora-submit agora-reconcile agora-serve agora-watch agora-status agora-ctl agora-show agora-apply agora-audit agora-verify agora-replicate"
+PAGES="agora.1 agora-init.1 agora-validate.1 agora-submit.1 agora-reconcile.1 agora-serve.1 agora-watch.1 agora-status.1 agora-ctl.1 agora-show.1 agora-apply.1 agora-audit.1 agora-verify.1 agora-replicate.1 agora-plan.5 agora-state.5 agora-bundle.5 agora.7"
 
 setup() {
 	common_setup
@@ -245,6 +245,18 @@ run_examples() {
 	check_synopsis agora-apply.1 agora-apply
 }
 
+@test "agora-audit.1 SYNOPSIS reads like agora-audit -h" {
+	check_synopsis agora-audit.1 agora-audit
+}
+
+@test "agora-verify.1 SYNOPSIS reads like agora-verify -h" {
+	check_synopsis agora-verify.1 agora-verify
+}
+
+@test "agora-replicate.1 SYNOPSIS reads like agora-replicate -h" {
+	check_synopsis agora-replicate.1 agora-replicate
+}
+
 @test "agora.7 SYNOPSIS holds the usage of every program, agora-exec too" {
 	local p line synopsis
 	synopsis=$(render agora.7 | section SYNOPSIS | tr -s ' ')
@@ -351,6 +363,22 @@ run_examples() {
 
 @test "the EXAMPLES of agora-apply.1 run as shown" {
 	run_examples agora-apply.1
+}
+
+@test "the EXAMPLES of agora-audit.1 run as shown" {
+	run_examples agora-audit.1
+}
+
+@test "the EXAMPLES of agora-verify.1 run as shown" {
+	run_examples agora-verify.1
+}
+
+@test "the EXAMPLES of agora-replicate.1 run as shown" {
+	run_examples agora-replicate.1
+}
+
+@test "the EXAMPLES of agora-bundle.5 run as shown" {
+	run_examples agora-bundle.5
 }
 
 @test "the EXAMPLES of agora-plan.5 run as shown" {

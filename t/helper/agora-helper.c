@@ -25,6 +25,10 @@
  * line with the artifact fields, as an attempt that exited 0:
  *   agora-helper done DIR RUN ITEM ATTEMPT BASE WORKTREE OUTPUTS [PATCH...]
  *                                     prints the patch blob id, or "-"
+ * Bundles (bundle.c):
+ *   agora-helper tamper-bytes BUNDLE KEY   flip every bit of the log, one at a
+ *                                     time, verify each; prints the flips each
+ *                                     check caught and every one none caught
  * Audit (merkle.c, note.c); hashes are lower-case hex:
  *   agora-helper merkle-root FILE [N]          "SIZE ROOT" of the first N lines (all)
  *   agora-helper merkle-leaf FILE INDEX        the leaf hash of line INDEX (from 0)
@@ -46,6 +50,7 @@
  */
 #include "agora.h"
 #include "audit.h"
+#include "bundle.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -599,6 +604,74 @@ audit_cmd(int argc, char **argv)
 	return rc < 0 ? fail(rc) : 0;
 }
 
+/*
+ * tamper-bytes BUNDLE KEY: flip each bit of each byte of the bundle's log,
+ * one at a time, and check the bundle in-process as agora-verify does.
+ * Prints how many flips each check caught first, and each flip that no
+ * check caught ("undetected: byte B bit K").
+ */
+static int
+tamper_bytes(const char *path, const char *keyfile)
+{
+	struct ag_verify_opts o = { 0 };
+	struct ag_keyring ring = { { NULL }, 0 };
+	struct ag_key *key = NULL;
+	json_t *bundle = NULL, *report = NULL, *log;
+	unsigned char *bytes = NULL;
+	char *b64 = NULL;
+	size_t n = 0, i, counts[AG_NCHECKS] = { 0 }, flips = 0, missed = 0;
+	const char *s;
+	int bit, c, rc;
+
+	if ((rc = ag_key_load_public(&key, keyfile)) < 0 || (rc = ag_bundle_load(&bundle, path)) < 0)
+		goto out;
+	ring.k[ring.n++] = key;
+	o.keys = &ring;
+	log = json_object_get(bundle, "log");
+	s = json_string_value(json_object_get(log, "base64"));
+	if (!s || !(bytes = malloc(strlen(s)))) {
+		rc = ag_error_set(AG_EINVALID, "no log in '%s'", path);
+		goto out;
+	}
+	if ((rc = ag_base64_decode(bytes, strlen(s), &n, s, strlen(s))) < 0)
+		goto out;
+	for (i = 0; i < n; i++)
+		for (bit = 0; bit < 8; bit++) {
+			const char *failure;
+			bytes[i] ^= (unsigned char)(1u << bit);
+			if ((rc = ag_base64_encode(&b64, bytes, n)) < 0)
+				goto out;
+			json_object_set_new(log, "base64", json_string(b64));
+			free(b64);
+			b64 = NULL;
+			bytes[i] ^= (unsigned char)(1u << bit);
+			if ((rc = ag_bundle_verify(&report, bundle, &o)) < 0)
+				goto out;
+			flips++;
+			failure = json_string_value(json_object_get(report, "failure"));
+			for (c = 0; failure && c < AG_NCHECKS; c++)
+				if (strcmp(failure, ag_check_names[c]) == 0)
+					counts[c]++;
+			if (!failure) {
+				printf("undetected: byte %zu bit %d\n", i, bit);
+				missed++;
+			}
+			json_decref(report);
+			report = NULL;
+		}
+	printf("%zu flips of %zu bytes, %zu undetected\n", flips, n, missed);
+	for (c = 0; c < AG_NCHECKS; c++)
+		if (counts[c])
+			printf("%s %zu\n", ag_check_names[c], counts[c]);
+out:
+	free(bytes);
+	free(b64);
+	json_decref(report);
+	json_decref(bundle);
+	ag_key_free(key);
+	return rc < 0 ? fail(rc) : 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -611,6 +684,8 @@ main(int argc, char **argv)
 		return sched_props((int)strtol(argv[2], NULL, 10), strtoull(argv[3], NULL, 10));
 	if (argc >= 9 && strcmp(argv[1], "done") == 0)
 		return done_cmd(argc, argv);
+	if (argc == 4 && strcmp(argv[1], "tamper-bytes") == 0)
+		return tamper_bytes(argv[2], argv[3]);
 	if (argc == 5 && strcmp(argv[1], "anchor-read") == 0) {
 		struct ag_conf conf;
 		const struct ag_anchor *a;
