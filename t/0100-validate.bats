@@ -534,10 +534,10 @@ id-dotdot.json: \$.items[0].id: invalid id '../x': $ID_SYNTAX"
 	assert_stderr "agora-validate: '$BATS_TEST_TMPDIR/nothing' is not a state directory (no agora.conf); create one with agora-init"
 }
 
-@test "reading item by item and reading the whole plan agree on 300 mangled plans, byte for byte" {
-	agora-init "$BATS_TEST_TMPDIR/d2" >/dev/null
-	python3 - "$D" "$BATS_TEST_TMPDIR/d2" <<'PY'
-import json, os, random, subprocess, sys
+@test "reading item by item and reading the whole plan agree on 2000 mangled plans, byte for byte" {
+	mkdir plans
+	python3 - <<'PY'
+import json, random
 random.seed(20261129)
 base = {"id": "r", "title": "t", "items": [
     {"id": "a", "executor": "exec", "inputs": {"sh": "echo \"]}\\"}, "depends_on": [], "resourceLocks": ["x"]},
@@ -545,9 +545,7 @@ base = {"id": "r", "title": "t", "items": [
     {"id": "c", "executor": "exec", "inputs": {"argv": ["true"]}, "depends_on": ["a", "b"], "resourceLocks": [],
      "needs": {"k": {"from": "a", "select": {"kind": "output", "path": "o"}}}}]}
 alphabet = b'{}[]",:\\ \n\r\t0123456789abcdefnulltrue-+.eE\x00\xff'
-whole = dict(os.environ, AGORA_TEST_PLAN_WHOLE="1")
-bad = 0
-for n in range(300):
+for n in range(2000):
     b = bytearray(json.dumps(base, indent=random.choice([None, 1])).encode())
     for _ in range(random.choice([0, 1, 1, 2, 3])):
         i = random.randrange(len(b) + 1)
@@ -559,23 +557,15 @@ for n in range(300):
         else:
             j = random.randrange(len(b) + 1)
             b[i:i] = b[min(i, j):max(i, j)][:20]
-    open("p.json", "wb").write(b)
-    r = [subprocess.run(["agora-validate", "-d", sys.argv[1], "p.json"], capture_output=True, env=e)
-         for e in (os.environ, whole)]
-    same = (r[0].returncode, r[0].stdout, r[0].stderr) == (r[1].returncode, r[1].stdout, r[1].stderr)
-    if same and r[0].returncode == 0:
-        # and the same normalized plan, as submit delivers it
-        got = []
-        for d, e in ((sys.argv[1], os.environ), (sys.argv[2], whole)):
-            subprocess.run(["agora-submit", "-d", d, "--id", "p%d" % n, "p.json"], env=e, check=True,
-                           capture_output=True)
-            new = os.path.join(d, "inbox", "new")
-            got.append(open(os.path.join(new, [f for f in os.listdir(new) if f.endswith(",p%d" % n)][0]), "rb").read())
-        same = got[0] == got[1]
-    if not same or r[0].returncode not in (0, 100):
-        bad += 1
-        print("plan %d: %r\nitem by item: %d %r %r\nwhole: %d %r %r" % (n, bytes(b), r[0].returncode,
-              r[0].stdout, r[0].stderr, r[1].returncode, r[1].stdout, r[1].stderr))
-sys.exit(1 if bad else 0)
+    open("plans/%04d.json" % n, "wb").write(b)
 PY
+	# a good share of them is valid and takes the item-by-item way to the end
+	run -0 agora-helper plan-both "$D" plans/*.json
+	assert_output ""
+	valid=0
+	for f in plans/0*.json; do
+		agora-validate "$f" >/dev/null 2>&1 && valid=$((valid + 1))
+		[ "$valid" -ge 20 ] && break
+	done
+	[ "$valid" -ge 20 ]
 }

@@ -672,6 +672,62 @@ out:
 	return rc < 0 ? fail(rc) : 0;
 }
 
+/*
+ * plan-both STATEDIR FILE...: parse each plan the two ways, item by item
+ * and whole (AGORA_TEST_PLAN_WHOLE), and say where they differ: the
+ * result, the messages, the normalized head or the item lines. Exit 1 at
+ * any difference.
+ */
+static int
+plan_both(int argc, char **argv)
+{
+	struct ag_conf conf;
+	int i, k, rc, bad = 0;
+
+	if ((rc = ag_conf_load(&conf, argv[2])) < 0)
+		return fail(rc);
+	for (i = 3; i < argc; i++) {
+		struct ag_plan_opts o = { 0 };
+		struct ag_buf text, errs[2];
+		struct ag_plan plan[2];
+		char *head[2] = { NULL, NULL };
+		int got[2];
+
+		if ((rc = ag_read_file(&text, argv[i], (size_t)AG_PLAN_MAX + 1)) < 0)
+			return fail(rc);
+		o.name = argv[i];
+		for (k = 0; k < 2; k++) {
+			if (k)
+				setenv("AGORA_TEST_PLAN_WHOLE", "1", 1);
+			else
+				unsetenv("AGORA_TEST_PLAN_WHOLE");
+			ag_buf_init(&errs[k], 16u << 20);
+			got[k] = ag_plan_parse(&plan[k], &errs[k], &conf, text.ptr, text.len, &o);
+			if (got[k] == 0)
+				head[k] = json_dumps(plan[k].head, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		}
+		if (got[0] != got[1] || errs[0].len != errs[1].len ||
+		    (errs[0].len && memcmp(errs[0].ptr, errs[1].ptr, errs[0].len) != 0) ||
+		    (got[0] == 0 && (strcmp(head[0], head[1]) != 0 ||
+		    plan[0].nitems != plan[1].nitems || plan[0].items.len != plan[1].items.len ||
+		    memcmp(plan[0].items.ptr, plan[1].items.ptr, plan[0].items.len) != 0))) {
+			printf("%s: item by item %d, whole %d\n%s---\n%s", argv[i], got[0], got[1],
+			    errs[0].ptr ? errs[0].ptr : "", errs[1].ptr ? errs[1].ptr : "");
+			bad++;
+		}
+		for (k = 0; k < 2; k++) {
+			free(head[k]);
+			ag_buf_release(&errs[k]);
+			if (got[k] == 0)
+				ag_plan_release(&plan[k]);
+		}
+		ag_buf_release(&text);
+	}
+	unsetenv("AGORA_TEST_PLAN_WHOLE");
+	ag_conf_release(&conf);
+	return bad ? 1 : 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -684,6 +740,8 @@ main(int argc, char **argv)
 		return sched_props((int)strtol(argv[2], NULL, 10), strtoull(argv[3], NULL, 10));
 	if (argc >= 9 && strcmp(argv[1], "done") == 0)
 		return done_cmd(argc, argv);
+	if (argc >= 3 && strcmp(argv[1], "plan-both") == 0)
+		return plan_both(argc, argv);
 	if (argc == 4 && strcmp(argv[1], "tamper-bytes") == 0)
 		return tamper_bytes(argv[2], argv[3]);
 	if (argc == 5 && strcmp(argv[1], "anchor-read") == 0) {
