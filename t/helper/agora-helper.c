@@ -545,6 +545,24 @@ audit_cmd(int argc, char **argv)
 		if ((rc = read_leaves(&leaves, &n, argv[2], argc == 5 ? argv[4] : NULL)) == 0 &&
 		    (rc = ag_merkle_consistency(&p, leaves, n, strtoull(argv[3], NULL, 10))) == 0)
 			print_proof(&p);
+	} else if (strcmp(cmd, "merkle-proofs") == 0 && argc == 4) {
+		/* every inclusion and consistency proof of the first 1..N lines */
+		uint64_t want = strtoull(argv[3], NULL, 10), size, m;
+		if ((rc = read_leaves(&leaves, &n, argv[2], NULL)) == 0)
+			for (size = 1; size <= want && size <= n && rc == 0; size++) {
+				for (m = 0; m < size && rc == 0; m++)
+					if ((rc = ag_merkle_inclusion(&p, leaves, size, m)) == 0) {
+						printf("inclusion %llu %llu\n", (unsigned long long)m,
+						    (unsigned long long)size);
+						print_proof(&p);
+					}
+				for (m = 0; m <= size && rc == 0; m++)
+					if ((rc = ag_merkle_consistency(&p, leaves, size, m)) == 0) {
+						printf("consistency %llu %llu\n", (unsigned long long)m,
+						    (unsigned long long)size);
+						print_proof(&p);
+					}
+			}
 	} else if (strcmp(cmd, "merkle-verify-inclusion") == 0 && argc >= 6) {
 		if ((rc = ag_unhex(leaf, AG_HASH_LEN, argv[2])) == 0 &&
 		    (rc = ag_unhex(root, AG_HASH_LEN, argv[5])) == 0 &&
