@@ -2,11 +2,11 @@
 -include config.mk
 
 LIBSRC = anchor artifact audit buf bundle clock conf control crash err exec fsio hash id init lock map \
-	merkle note plan reconcile replicate sandbox sched spawn state store submit cli
+	idle merkle note plan reconcile replicate sandbox sched spawn state store submit cli
 PROGS = agora agora-init agora-validate agora-submit agora-reconcile agora-serve \
 	agora-watch agora-status agora-ctl agora-show agora-apply agora-audit agora-verify \
 	agora-replicate
-LIBEXEC = agora-exec
+LIBEXEC = agora-exec agora-tick
 MAN1 = $(PROGS:%=doc/%.1)
 MAN5 = doc/agora-plan.5 doc/agora-state.5 doc/agora-bundle.5
 MAN7 = doc/agora.7
@@ -30,6 +30,12 @@ build/libagora.a: $(LIBOBJ)
 bin/%: build/%.o build/libagora.a
 	@mkdir -p bin
 	@echo "LD $@"; $(CC) $(LDFLAGS) -o $@ $< build/libagora.a $(LIBS)
+
+# agora-reconcile answers an idle tick on libc alone (see its source):
+# --as-needed keeps the libraries it never calls out of its load.
+bin/agora-reconcile: build/agora-reconcile.o build/libagora.a
+	@mkdir -p bin
+	@echo "LD $@"; $(CC) $(LDFLAGS) -o $@ $< build/libagora.a -Wl,--as-needed $(LIBS)
 
 bin/agora-helper: t/helper/agora-helper.c build/libagora.a src/agora.h src/audit.h src/bundle.h
 	@mkdir -p bin

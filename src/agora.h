@@ -481,6 +481,12 @@ struct ag_tick_stats {
 
 struct ag_tick_cache;
 
+/*
+ * 1 when a tick would have nothing to do: no plan in inbox/new, no active
+ * run, no checkpoint owed to an anchor (idle.c, which needs nothing but
+ * libc, so that agora-reconcile can answer without loading libgit2).
+ */
+int ag_tick_idle(const char *dir);
 int ag_tick(struct ag_tick_stats *out, const char *dir, const struct ag_tick_opts *o,
     struct ag_tick_cache **cache);
 void ag_tick_cache_free(struct ag_tick_cache *c);

@@ -60,3 +60,39 @@ ag_id_valid(const char *s)
 	return s && ag_id_check(s, strlen(s)) == 0;
 }
 
+/*
+ * locks/<name>: keys made of [A-Za-z0-9._-] keep their spelling (with a
+ * leading dot escaped), other bytes become %XX, and a name that would be
+ * longer than 200 bytes becomes "sha256-<hex>".
+ */
+int
+ag_lock_filename(char *out, size_t size, const char *key)
+{
+	size_t i, n = 0, len = strlen(key);
+	char hex[65];
+
+	if (size < 80)
+		return ag_error_set(AG_ERROR, "lock name buffer too small");
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)key[i];
+		int plain = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		    (c >= '0' && c <= '9') || c == '_' || c == '-' || (c == '.' && i > 0);
+		if (n + 4 > 200 || n + 4 > size)
+			goto hashed;
+		if (plain) {
+			out[n++] = (char)c;
+		} else {
+			snprintf(out + n, 4, "%%%02X", c);
+			n += 3;
+		}
+	}
+	if (n == 0)
+		goto hashed;
+	out[n] = '\0';
+	return 0;
+hashed:
+	if (ag_sha256_hex(hex, key, len) < 0)
+		return AG_ERROR;
+	snprintf(out, size, "sha256-%s", hex);
+	return 0;
+}

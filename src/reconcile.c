@@ -1484,44 +1484,6 @@ ag_tick_cache_free(struct ag_tick_cache *c)
 }
 
 /* No entry but . and .. (or no directory at all). */
-static int
-dir_empty(const char *path)
-{
-	struct dirent *de;
-	DIR *d = opendir(path);
-	int empty = 1;
-
-	if (!d)
-		return errno == ENOENT;
-	while (empty && (de = readdir(d)))
-		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-			empty = 0;
-	closedir(d);
-	return empty;
-}
-
-/*
- * Nothing to do: no plan in inbox/new, no active run, no checkpoint owed
- * to an anchor. Such a tick need not read agora.conf, which costs more
- * than all the rest of it: libgit2 parses its TLS certificates when it
- * starts. A cron tick on a quiet tree stays cheap, however long its
- * history.
- */
-static int
-idle(const char *dir)
-{
-	static const char *const sub[] = { "inbox/new", "active", "audit/pending", NULL };
-	char path[AG_PATH_MAX];
-	size_t i;
-
-	if (ag_path(path, sizeof(path), "%s/agora.conf", dir) < 0 || !ag_exists(path))
-		return 0;	/* not a state tree: the full tick says so */
-	for (i = 0; sub[i]; i++)
-		if (ag_path(path, sizeof(path), "%s/%s", dir, sub[i]) < 0 || !dir_empty(path))
-			return 0;
-	return 1;
-}
-
 int
 ag_tick(struct ag_tick_stats *out, const char *dir, const struct ag_tick_opts *o,
     struct ag_tick_cache **cachep)
@@ -1539,7 +1501,7 @@ ag_tick(struct ag_tick_stats *out, const char *dir, const struct ag_tick_opts *o
 	ag_buf_init(&t.warn, 1u << 20);
 	ag_buf_init(&t.global, 0);
 	/* one tick at a time all the same: -n still says when another holds the lock */
-	if (!cachep && idle(dir)) {
+	if (!cachep && ag_tick_idle(dir)) {
 		if ((rc = ag_path(path, sizeof(path), "%s/tick.lock", dir)) == 0 &&
 		    (rc = ag_lock_open(&lockfd, path, o->nonblock)) == AG_ELOCKED)
 			rc = ag_error_set(AG_ELOCKED, "another tick holds '%s'", path);

@@ -18,18 +18,6 @@
 
 #include "banned.h"
 
-const char *
-ag_state_dir(const char *opt)
-{
-	const char *env = getenv("AGORA_DIR");
-
-	if (opt && *opt)
-		return opt;
-	if (env && *env)
-		return env;
-	return ".";
-}
-
 int
 ag_run_exists(const char *dir, const char *id)
 {

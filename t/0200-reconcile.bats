@@ -44,6 +44,29 @@ busy_tick_lock() {
 	assert_stderr "agora-reconcile: $D/agora.conf: unknown key 'agora.bogus'"
 }
 
+@test "agora-reconcile answers an idle tick on libc alone and hands any other to agora-tick" {
+	local fake="$BATS_TEST_TMPDIR/libexec"
+	# the idle answer loads none of libgit2, jansson, libcrypto
+	run -0 readelf -d "$AGORA_ROOT/bin/agora-reconcile"
+	assert_equal "$(printf '%s\n' "$output" | grep -o 'Shared library: \[[^]]*\]')" \
+	    "Shared library: [libc.so.6]"
+	agora_init
+	mkdir "$fake"
+	printf '#!/bin/sh\necho "$0 $*" > "%s/called"\n' "$BATS_TEST_TMPDIR" > "$fake/agora-tick"
+	chmod +x "$fake/agora-tick"
+	AGORA_LIBEXEC=$fake run -0 agora-reconcile -v -d "$D"
+	assert_output "ingested 0, rejected 0, reaped 0, fired 0, completed 0, events 0"
+	[ ! -e "$BATS_TEST_TMPDIR/called" ]
+	plan p.json r "$(item a true)"
+	agora-submit p.json
+	AGORA_LIBEXEC=$fake run -0 agora-reconcile -v -d "$D"
+	assert_output ""
+	assert_equal "$(cat "$BATS_TEST_TMPDIR/called")" "$fake/agora-tick -v -d $D"
+	# the real one, found beside agora-reconcile, ingests the plan
+	run -0 agora-reconcile -v
+	assert_output --partial "ingested 1,"
+}
+
 @test "ingest is idempotent: a second tick ingests nothing again" {
 	agora_init
 	plan p.json r "$(item a true)"
