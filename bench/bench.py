@@ -504,14 +504,17 @@ def phase_tick(cfg, res):
         with open(os.path.join(state, "runs", r, "status.jsonl"), "rb") as f:
             f.seek(0, 2)
             f.seek(max(0, f.tell() - 4096))
-            if b'"run.completed"' in f.read().splitlines()[-1]:
+            tail = f.read().splitlines()
+            # a finished run ends in run.completed, then run.sealed
+            if len(tail) >= 2 and b'"run.sealed"' in tail[-1] and \
+                    b'"run.completed"' in tail[-2]:
                 completed += 1
     out["completed"] = completed
     out["runs"] = len(runs)
-    log("  served to completion in %s: %d of %d runs completed"
+    log("  served to completion in %s: %d of %d runs completed and sealed"
         % (fmt_s(out["drain"]), completed, len(runs)))
     out["history"] = idle_ticks(cfg, state)
-    log("idle tick, %d completed runs: %s"
+    log("idle tick, %d sealed runs: %s"
         % (completed, fmt_ms(out["history"]["median"])))
     if not cfg.keep:
         retire(state)
@@ -871,7 +874,7 @@ def report(cfg, res):
                                             fmt_ms(e["min"]), fmt_ms(e["p90"])))
         h = t["history"]
         L.append("   %-30s %9s  (%s, %s)   target < 10 ms"
-                 % ("%d completed runs" % t["completed"], fmt_ms(h["median"]),
+                 % ("%d sealed runs" % t["completed"], fmt_ms(h["median"]),
                     fmt_ms(h["min"]), fmt_ms(h["p90"])))
         L.append("   reconcile -v after the calls: %s" % h["verbose"])
         L.append("   building the history: %d agora-submit calls %s, "
