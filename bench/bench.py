@@ -939,8 +939,9 @@ def main():
     os.makedirs(cfg.dir, exist_ok=True)
     res = {}
     BIN, res["built"] = snapshot_bin(cfg)
+    # a trash left by an earlier BENCH_KEEP=1 run is deleted at the end
+    # too, never before a measurement
     TRASH = os.path.join(cfg.dir, "trash")
-    rmtree(TRASH)
     spent = {}
     for name, fn in (("dag", phase_dag), ("cpu", phase_cpu),
                      ("strace", phase_strace), ("tick", phase_tick),
@@ -953,7 +954,8 @@ def main():
         fn(cfg, res)
         spent[name] = time.monotonic() - t0
         log("phase %s took %s" % (name, fmt_s(spent[name])))
-    rmtree(TRASH)
+    if not cfg.keep:
+        rmtree(TRASH)
     text = report(cfg, res)
     text += "\nphases: " + ", ".join("%s %s" % (k, fmt_s(v))
                                      for k, v in spent.items()) + "\n"

@@ -519,6 +519,13 @@ int ag_spawn_resident(int *out, const char *dir);
  */
 int ag_spawn_send(int sock, const char *run, const char *item, int attempt, int lease_fd,
     const int *lock_fds, size_t nlocks);
+/*
+ * The attempts sent so far are durable intents now: start them. Until
+ * then a resident supervisor only prepares them (their files, the
+ * worker's argv and environment), and it drops them, unstarted, when the
+ * socket closes first.
+ */
+int ag_spawn_go(int sock);
 
 /* ---- exec.c: the supervisor ---- */
 

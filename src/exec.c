@@ -238,6 +238,7 @@ struct attempt {
 	struct envv env;
 	char *cwd;
 	char base[AG_OID_HEX], baseline[AG_OID_HEX];
+	int held;		/* prepared; waits for serve's "go" */
 	struct result res;
 };
 
@@ -760,13 +761,13 @@ fail:
 }
 
 /*
- * Read the attempt's spec.json and prepare what the worker is given;
- * then start the preparation, or the worker when there is nothing to
- * prepare. On return a->pid is set, or a->res.reason says why there is
- * no child.
+ * Read the attempt's spec.json and prepare what the worker is given: its
+ * directories and files, argv, environment and working directory. No
+ * child starts here. Returns -1 with a->res.reason set when the attempt
+ * cannot run.
  */
-static void
-attempt_start(struct sup *s, struct attempt *a, const char *run, const char *item, int attempt)
+static int
+attempt_prepare(struct sup *s, struct attempt *a, const char *run, const char *item, int attempt)
 {
 	struct result *res = &a->res;
 	char path[AG_PATH_MAX], att[32];
@@ -784,19 +785,19 @@ attempt_start(struct sup *s, struct attempt *a, const char *run, const char *ite
 	    attempt) < 0 || ag_path(path, sizeof(path), "%s/spec.json", a->adir) < 0 ||
 	    ag_read_file(&b, path, (size_t)AG_PLAN_MAX) < 0) {
 		snprintf(res->reason, sizeof(res->reason), "%s", ag_error_msg());
-		return;
+		return -1;
 	}
 	a->spec = json_loadb(b.ptr, b.len, 0, NULL);
 	ag_buf_release(&b);
 	if (!a->spec) {
 		snprintf(res->reason, sizeof(res->reason), "unreadable spec.json");
 		res->permanent = 1;
-		return;
+		return -1;
 	}
 	if ((v = json_object_get(a->spec, "error"))) {
 		snprintf(res->reason, sizeof(res->reason), "%s", json_string_value(v));
 		res->permanent = 1;
-		return;
+		return -1;
 	}
 	dispatch = json_object_get(a->spec, "subagent") != NULL;
 	sandbox = json_string_value(json_object_get(a->spec, "sandbox"));
@@ -805,38 +806,36 @@ attempt_start(struct sup *s, struct attempt *a, const char *run, const char *ite
 	if (sandbox && strcmp(sandbox, "bwrap") != 0) {
 		snprintf(res->reason, sizeof(res->reason), "unknown sandbox '%s'", sandbox);
 		res->permanent = 1;
-		return;
+		return -1;
 	}
 	a->timeout_ms = json_integer_value(json_object_get(a->spec, "timeoutMs"));
 	a->grace_ms = json_integer_value(json_object_get(a->spec, "killGraceMs"));
 	a->ttl_ms = json_integer_value(json_object_get(a->spec, "leaseTtlMs"));
 	if (a->ttl_ms <= 0)
 		a->ttl_ms = 30000;
-	a->renew = ag_mono_ms() + a->ttl_ms / 3;
-	a->deadline = a->timeout_ms > 0 ? ag_mono_ms() + a->timeout_ms : 0;
 	if (ag_path(path, sizeof(path), "%s/outputs", a->adir) < 0 || ag_mkdir(path, 0755) < 0 ||
 	    ((dispatch || json_object_get(a->spec, "needs")) &&
 	    (ag_path(path, sizeof(path), "%s/inputs", a->adir) < 0 || ag_mkdir(path, 0755) < 0))) {
 		snprintf(res->reason, sizeof(res->reason), "%s", ag_error_msg());
-		return;
+		return -1;
 	}
 	/* the exec executor's worker gets its inputs, a subagent its workerInput */
 	if (write_json(a->adir, "input.json", json_object_get(a->spec,
 	    dispatch ? "workerInput" : "inputs")) < 0) {
 		snprintf(res->reason, sizeof(res->reason), "cannot write input.json: %s",
 		    ag_error_msg());
-		return;
+		return -1;
 	}
 	if (build_env(&a->env, a->spec, s->dir, a->adir, run, item, att) < 0) {
 		snprintf(res->reason, sizeof(res->reason), "cannot build the environment");
-		return;
+		return -1;
 	}
 	if (build_argv(&a->argv, a->spec, res->reason, sizeof(res->reason)) < 0) {
 		res->permanent = 1;
-		return;
+		return -1;
 	}
 	if (sandbox && sandbox_wrap(s, a) < 0)
-		return;
+		return -1;
 	v = json_object_get(a->spec, "cwd");
 	if (dispatch)
 		ag_path(path, sizeof(path), "%s/worktree", a->adir);
@@ -847,7 +846,7 @@ attempt_start(struct sup *s, struct attempt *a, const char *run, const char *ite
 		snprintf(path, sizeof(path), "%s", a->adir);
 	if (!(a->cwd = strdup(path))) {
 		snprintf(res->reason, sizeof(res->reason), "out of memory");
-		return;
+		return -1;
 	}
 	if (ag_path(path, sizeof(path), "%s/stdout", a->adir) == 0)
 		a->out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -856,13 +855,28 @@ attempt_start(struct sup *s, struct attempt *a, const char *run, const char *ite
 	if (a->out < 0 || a->err < 0) {
 		snprintf(res->reason, sizeof(res->reason), "cannot set up the worker: %s",
 		    strerror(errno));
-		return;
+		return -1;
 	}
-	if (dispatch || json_object_get(a->spec, "needs"))
+	return 0;
+}
+
+/*
+ * Start a prepared attempt's first child: the preparation, or the worker
+ * when there is nothing to prepare. On return a->pid is set, or
+ * a->res.reason says why there is no child.
+ */
+static void
+attempt_launch(struct sup *s, struct attempt *a)
+{
+	a->res.started = ag_now_ms();
+	a->renew = ag_mono_ms() + a->ttl_ms / 3;
+	a->deadline = a->timeout_ms > 0 ? ag_mono_ms() + a->timeout_ms : 0;
+	if (a->spec && (json_object_get(a->spec, "subagent") || json_object_get(a->spec, "needs")))
 		start_helper(s, a, PREP);
 	else
 		start_worker(a);
 }
+
 
 /* Why the worker ended, in words, when it did not simply exit. */
 static void
@@ -992,17 +1006,87 @@ attempt_new(int lease_fd, const int *lock_fds, size_t nlocks)
 	return a;
 }
 
-/* Start an attempt; one that cannot start is reported at once. */
+/*
+ * An attempt serve offered but never confirmed: its intent may not be
+ * durable, so it must not start. Letting go of the lease with no worker
+ * named in it tells the next tick that it did not start.
+ */
 static void
-sup_begin(struct sup *s, struct attempt *a, const char *run, const char *item, int attempt)
+attempt_drop(struct attempt *a)
 {
-	attempt_start(s, a, run, item, attempt);
-	if (!a->pid || sup_add(s, a) < 0) {
+	attempt_close_locks(a);
+	close_fd(&a->out);
+	close_fd(&a->err);
+	close_fd(&a->lease_fd);
+	json_decref(a->spec);
+	free(a->argv);
+	env_free(&a->env);
+	free(a->cwd);
+	free(a);
+}
+
+/* Start a prepared attempt; one that cannot start is reported at once. */
+static void
+sup_launch(struct sup *s, struct attempt *a, int added)
+{
+	if (!a->res.reason[0])
+		attempt_launch(s, a);
+	if (!a->pid || (!added && sup_add(s, a) < 0)) {
 		if (a->pid) {
 			kill(-a->pid, SIGKILL);
 			snprintf(a->res.reason, sizeof(a->res.reason), "out of memory");
 		}
+		if (added) {
+			size_t i;
+			for (i = 0; i < s->len && s->v[i] != a; i++)
+				;
+			if (i < s->len)
+				s->v[i] = s->v[--s->len];
+		}
 		attempt_end(s, a);
+	}
+}
+
+static void
+sup_begin(struct sup *s, struct attempt *a, const char *run, const char *item, int attempt)
+{
+	attempt_prepare(s, a, run, item, attempt);
+	sup_launch(s, a, 0);
+}
+
+/* serve's "go": start every attempt it offered so far */
+static void
+sup_go(struct sup *s)
+{
+	size_t i = 0;
+
+	while (i < s->len) {
+		struct attempt *a = s->v[i];
+		if (!a->held) {
+			i++;
+			continue;
+		}
+		a->held = 0;
+		sup_launch(s, a, 1);
+		/* an attempt that ended took its slot; the last one moved into it */
+		if (i < s->len && s->v[i] == a)
+			i++;
+	}
+}
+
+/* serve is gone, or it failed to make its intents durable */
+static void
+sup_drop_held(struct sup *s)
+{
+	size_t i = 0;
+
+	while (i < s->len) {
+		if (s->v[i]->held) {
+			attempt_drop(s->v[i]);
+			s->v[i] = s->v[--s->len];
+		} else {
+			i++;
+		}
 	}
 }
 
@@ -1057,6 +1141,10 @@ sup_receive(struct sup *s)
 			memcpy(&fds[nfds++], CMSG_DATA(c) + k * sizeof(int), sizeof(int));
 	}
 	text[n] = '\0';
+	if (n == 2 && nfds == 0 && memcmp(text, "go", 2) == 0) {
+		sup_go(s);
+		return 1;
+	}
 	item = strchr(text, ' ');
 	att = item ? strchr(item + 1, ' ') : NULL;
 	if (!att || nfds < 1 || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
@@ -1073,7 +1161,11 @@ sup_receive(struct sup *s)
 		close_fds(fds, nfds);
 		return 1;
 	}
-	sup_begin(s, a, text, item, (int)attempt);
+	/* prepared now, started on "go", once the intent is durable */
+	attempt_prepare(s, a, text, item, (int)attempt);
+	a->held = 1;
+	if (sup_add(s, a) < 0)
+		attempt_drop(a);
 	return 1;
 }
 
@@ -1116,6 +1208,7 @@ sup_signals(struct sup *s)
 					attempt_stop(s->v[i], now);
 		} else {
 			/* TERM, INT, HUP: stop every worker, take no more */
+			sup_drop_held(s);
 			for (i = 0; i < s->len; i++)
 				attempt_stop(s->v[i], now);
 			if (s->sock >= 0) {
@@ -1203,6 +1296,7 @@ sup_loop(struct sup *s)
 				;
 			if (r < 0) {
 				/* serve is gone: finish what runs, then go */
+				sup_drop_held(s);
 				close(s->sock);
 				s->sock = -1;
 			}

@@ -45,6 +45,7 @@ struct pending_spawn {
 	int lease_fd;
 	int *lock_fds;
 	size_t nlocks;
+	int offered;		/* sent to the resident supervisor, which waits for "go" */
 };
 
 struct tick {
@@ -784,7 +785,7 @@ fire(struct tick *t, struct ag_run *r, size_t item)
 	struct ag_item *it = &r->items[item];
 	int attempt = it->attempt + 1;
 	char path[AG_PATH_MAX], lname[256];
-	struct pending_spawn s = { r, item, attempt, -1, NULL, 0 };
+	struct pending_spawn s = { r, item, attempt, -1, NULL, 0, 0 };
 	json_t *spec, *ev, *needs = NULL;
 	char *text;
 	size_t k;
@@ -862,28 +863,71 @@ fail:
 	return rc;
 }
 
+static size_t
+spawn_fds(int *fds, const struct pending_spawn *s)
+{
+	size_t k, n;
+
+	for (k = 0, n = 0; k < s->nlocks; k++)
+		if (s->lock_fds[k] >= 0)
+			fds[n++] = s->lock_fds[k];
+	return n;
+}
+
+/* serve starts another resident supervisor before its next tick */
+static void
+drop_resident(const struct ag_tick_opts *o)
+{
+	close(*o->sup);
+	*o->sup = -1;
+}
+
+/*
+ * Before the group fsync, serve's resident supervisor gets each attempt
+ * to prepare: its files, the worker's argv and environment. It starts
+ * none of them before spawn_all says "go", after the fsync, so the
+ * preparation overlaps the wait for the disk without breaking the rule
+ * that an intent is durable before its attempt starts.
+ */
+static void
+offer_all(struct tick *t, const struct ag_tick_opts *o)
+{
+	size_t i, n;
+
+	for (i = 0; i < t->nspawns && o->sup && *o->sup >= 0; i++) {
+		struct pending_spawn *s = &t->spawns[i];
+		int fds[AG_LOCKS_MAX], sent;
+		n = spawn_fds(fds, s);
+		sent = ag_spawn_send(*o->sup, s->run->id, s->run->items[s->item].id, s->attempt,
+		    s->lease_fd, fds, n);
+		if (sent == AG_ERROR) {
+			for (n = 0; n < i; n++)
+				t->spawns[n].offered = 0;	/* gone with it */
+			drop_resident(o);
+		}
+		s->offered = sent == 0;
+	}
+}
+
 static int
 spawn_all(struct tick *t, const struct ag_tick_opts *o)
 {
-	size_t i, k, n;
-	int rc = 0;
+	size_t i, n;
+	int rc = 0, offered = 0;
 
+	for (i = 0; i < t->nspawns; i++)
+		offered |= t->spawns[i].offered;
+	if (offered && ag_spawn_go(*o->sup) < 0) {
+		/* it drops what it holds; the next tick requeues those, not started */
+		warn(t, "", ag_error_msg());
+		drop_resident(o);
+	}
 	for (i = 0; i < t->nspawns; i++) {
 		struct pending_spawn *s = &t->spawns[i];
 		const char *item = s->run->items[s->item].id;
-		int fds[AG_LOCKS_MAX], sent = -1;
-		for (k = 0, n = 0; k < s->nlocks; k++)
-			if (s->lock_fds[k] >= 0)
-				fds[n++] = s->lock_fds[k];
-		if (o->sup && *o->sup >= 0) {
-			sent = ag_spawn_send(*o->sup, s->run->id, item, s->attempt, s->lease_fd, fds, n);
-			if (sent == AG_ERROR) {
-				/* serve starts another before its next tick */
-				close(*o->sup);
-				*o->sup = -1;
-			}
-		}
-		if (sent < 0 && ag_spawn_supervisor(t->dir, s->run->id, item, s->attempt,
+		int fds[AG_LOCKS_MAX];
+		n = spawn_fds(fds, s);
+		if (!s->offered && ag_spawn_supervisor(t->dir, s->run->id, item, s->attempt,
 		    s->lease_fd, fds, n) < 0 && rc == 0) {
 			/* the next tick finds the lease free and calls the attempt lost */
 			warn(t, "", ag_error_msg());
@@ -1545,10 +1589,16 @@ ag_tick(struct ag_tick_stats *out, const char *dir, const struct ag_tick_opts *o
 	for (i = 0; i < t.nruns; i++)
 		if (complete(&t, t.runs[i]) < 0)
 			warn(&t, "", ag_error_msg());
-	/* group fsync: one per run per tick, before any supervisor starts */
+	offer_all(&t, o);
+	if (t.nspawns && o->sup && *o->sup >= 0)
+		ag_crash_point("fire-offer");
+	/* group fsync: one per run per tick, before any attempt starts */
 	for (i = 0; i < t.nruns; i++)
-		if ((rc = ag_run_sync(t.runs[i])) < 0)
+		if ((rc = ag_run_sync(t.runs[i])) < 0) {
+			if (o->sup && *o->sup >= 0)
+				drop_resident(o);	/* what it holds must never start */
 			goto out;
+		}
 	spawn_all(&t, o);
 	for (i = 0; i < t.nruns; i++) {
 		struct ag_run *r = t.runs[i];

@@ -203,6 +203,17 @@ ag_spawn_send(int sock, const char *run, const char *item, int attempt, int leas
 	return 0;
 }
 
+int
+ag_spawn_go(int sock)
+{
+	while (send(sock, "go", 2, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+		if (errno == EINTR)
+			continue;
+		return ag_error_sys(AG_ERROR, "cannot reach the resident supervisor");
+	}
+	return 0;
+}
+
 void
 ag_spawn_reap(void)
 {

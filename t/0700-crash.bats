@@ -65,6 +65,20 @@ check_point() {
 	run -0 grep -c '"reason":"not started"' "$D/runs/r/status.jsonl"
 }
 @test "crash at fire-spawn (a supervisor started, the tick died)" { check_point fire-spawn; }
+@test "crash at fire-offer (serve's resident holds attempts whose intent is not yet durable)" {
+	scenario "$D" "$BATS_TEST_TMPDIR/effects"
+	run -137 env AGORA_TEST_CRASH=fire-offer agora-serve -d "$D"
+	# the resident saw serve go: it drops what it held, and starts none of it
+	wait_for '! pgrep -f "agora-exec -d $D -r" >/dev/null'
+	[ ! -e "$BATS_TEST_TMPDIR/effects" ]
+	[ ! -e "$D/runs/r/items/a/1/result.json" ] && [ ! -s "$D/runs/r/items/a/1/lease" ]
+	drive r
+	run -0 final_state "$BATS_TEST_TMPDIR/effects"
+	assert_output "$(expected)"
+	run -0 grep -c '"reason":"not started"' "$D/runs/r/status.jsonl"
+	assert_output 2
+	run -0 agora-status r
+}
 @test "crash at reap-log (an attempt's end logged, the tick died)" { check_point reap-log; }
 @test "crash at complete-log (run.completed logged, still active)" { check_point complete-log; }
 @test "crash at complete-active (removed from active/)" { check_point complete-active; }
