@@ -297,6 +297,8 @@ struct ag_item {
 	int64_t retry_at;
 	int cancel_req;
 	int drop_req;
+	uint32_t pos;		/* its place in the run's ready or running list */
+	uint32_t topo_pos;	/* its place in the run's topological order */
 	char *reason;
 	char *artifacts;	/* {resultRef, outputs} of the latest item.done, or NULL */
 };
@@ -313,6 +315,20 @@ struct ag_run {
 	size_t nitems;
 	size_t *topo;		/* item indexes, dependencies first */
 	struct ag_map idx;
+
+	/*
+	 * So that a tick's cost follows what changed, not the run's size: the
+	 * items ready and running, and the pending items whose dependencies
+	 * changed since the last ag_sched_advance (all of them while
+	 * check_all is set, as after a load).
+	 */
+	uint32_t *ready, *running;
+	size_t nready, nrunning;
+	uint32_t *check;
+	size_t ncheck, check_cap;
+	int check_all;
+	unsigned char *scratch;	/* ag_sched_advance's, all zero between calls */
+	int any_cancel_req;	/* an item-level CANCEL was ever applied */
 
 	int want_pause;		/* from run-level PAUSE/RESUME */
 	int global_paused;	/* from the global control file */
@@ -350,6 +366,14 @@ int ag_run_load(struct ag_run **out, const struct ag_conf *c, const char *id, in
 int ag_run_follow(struct ag_run *r, void (*cb)(void *, const char *, size_t, const json_t *),
     void *arg);
 void ag_run_free(struct ag_run *r);
+/*
+ * For runs built by hand (the tests' helper): give r its ready and running
+ * lists from the items' statuses, and check every item at the next
+ * ag_sched_advance. r->topo must be set.
+ */
+int ag_run_index(struct ag_run *r);
+/* Change an item's status as replaying its event would. */
+void ag_run_set_status(struct ag_run *r, size_t item, enum ag_status s);
 /* The item's object from plan.json, read again (its inputs are not kept). */
 int ag_run_item_spec(json_t **out, const struct ag_run *r, size_t i);
 /*
@@ -402,7 +426,7 @@ struct ag_actions {
 
 void ag_actions_release(struct ag_actions *a);
 /* Pending items that become ready, or skipped (transitively). */
-int ag_sched_advance(struct ag_actions *out, const struct ag_run *r);
+int ag_sched_advance(struct ag_actions *out, struct ag_run *r);
 /*
  * Which ready items fire now, in fire order, across all active runs; the
  * others get a WAIT (or a FAIL for a slot wait timeout) saying why.

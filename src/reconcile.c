@@ -1249,7 +1249,8 @@ enforce(struct tick *t, struct ag_run *r)
 		if ((rc = ag_run_emit(r, ag_event_new(r, "run.cancelled"))) < 0)
 			return rc;
 	}
-	if (!r->want_cancel && !r->count[AG_PENDING] && !r->count[AG_READY])
+	if (!r->want_cancel && (!r->any_cancel_req || (!r->count[AG_PENDING] &&
+	    !r->count[AG_READY])))
 		return 0;
 	for (i = 0; i < r->nitems; i++) {
 		struct ag_item *it = &r->items[i];
@@ -1265,17 +1266,32 @@ enforce(struct tick *t, struct ag_run *r)
 }
 
 static int
+u32_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int
 reap(struct tick *t, struct ag_run *r)
 {
-	size_t i;
-	int rc;
+	size_t i, n = r->nrunning;
+	uint32_t *v;
+	int rc = 0;
 
-	if (!r->count[AG_RUNNING])
+	if (!n)
 		return 0;
-	for (i = 0; i < r->nitems; i++)
-		if (r->items[i].status == AG_RUNNING && (rc = reap_item(t, r, i)) < 0)
-			return rc;
-	return 0;
+	/* reaping takes items off the list it walks: walk a copy, in plan order */
+	if (!(v = malloc(n * sizeof(*v))))
+		return ag_error_set(AG_ERROR, "out of memory");
+	memcpy(v, r->running, n * sizeof(*v));
+	qsort(v, n, sizeof(*v), u32_cmp);
+	for (i = 0; i < n && rc == 0; i++)
+		if (r->items[v[i]].status == AG_RUNNING)
+			rc = reap_item(t, r, v[i]);
+	free(v);
+	return rc < 0 ? rc : 0;
 }
 
 static int

@@ -44,55 +44,148 @@ push(struct ag_actions *a, enum ag_action_kind kind, const struct ag_run *r, siz
  * Walk the items in dependency order with a scratch copy of the statuses,
  * so that a skip cascades through the whole lineage in one call.
  */
-int
-ag_sched_advance(struct ag_actions *out, const struct ag_run *r)
+/* An item's status as this advance sees it: the log's, or what it decided. */
+static enum ag_status
+seen(const struct ag_run *r, size_t i)
 {
-	unsigned char *st;
-	size_t t, j;
+	return r->scratch[i] ? (enum ag_status)(r->scratch[i] - 1) : r->items[i].status;
+}
 
-	if (r->count[AG_PENDING] == 0)
+/* Decide one pending item: 1 when it became ready or skipped, 0 when not, -1 on error. */
+static int
+judge(struct ag_actions *out, struct ag_run *r, size_t i)
+{
+	const struct ag_item *it = &r->items[i];
+	size_t bad = (size_t)-1, j;
+	int all_done = 1;
+	struct ag_action *a;
+
+	if (seen(r, i) != AG_PENDING || it->cancel_req || r->want_cancel)
 		return 0;
-	st = malloc(r->nitems + 1);
-	if (!st)
-		return ag_error_set(AG_ERROR, "out of memory");
-	for (t = 0; t < r->nitems; t++)
-		st[t] = (unsigned char)r->items[t].status;
-	for (t = 0; t < r->nitems; t++) {
-		size_t i = r->topo[t];
-		const struct ag_item *it = &r->items[i];
-		size_t bad = (size_t)-1;
-		int all_done = 1;
-		struct ag_action *a;
-
-		if (st[i] != AG_PENDING || it->cancel_req || r->want_cancel)
-			continue;
-		for (j = 0; j < it->ndeps; j++) {
-			unsigned char ds = st[it->deps[j]];
-			if (ds == AG_FAILED || ds == AG_SKIPPED || ds == AG_CANCELLED) {
-				bad = it->deps[j];
-				break;
-			}
-			if (ds != AG_DONE)
-				all_done = 0;
+	for (j = 0; j < it->ndeps; j++) {
+		enum ag_status ds = seen(r, it->deps[j]);
+		if (ds == AG_FAILED || ds == AG_SKIPPED || ds == AG_CANCELLED) {
+			bad = it->deps[j];
+			break;
 		}
-		if (bad != (size_t)-1) {
-			if (!(a = push(out, AG_ACT_SKIP, r, i)))
-				goto oom;
-			snprintf(a->reason, sizeof(a->reason), "dependency '%s' %s",
-			    r->items[bad].id, ag_status_names[st[bad]]);
-			snprintf(a->blocked_by, sizeof(a->blocked_by), "%s", r->items[bad].id);
-			st[i] = AG_SKIPPED;
-		} else if (all_done) {
-			if (!push(out, AG_ACT_READY, r, i))
-				goto oom;
-			st[i] = AG_READY;
-		}
+		if (ds != AG_DONE)
+			all_done = 0;
 	}
-	free(st);
+	if (bad != (size_t)-1) {
+		if (!(a = push(out, AG_ACT_SKIP, r, i)))
+			return -1;
+		snprintf(a->reason, sizeof(a->reason), "dependency '%s' %s",
+		    r->items[bad].id, ag_status_names[seen(r, bad)]);
+		snprintf(a->blocked_by, sizeof(a->blocked_by), "%s", r->items[bad].id);
+		r->scratch[i] = AG_SKIPPED + 1;
+		return 1;
+	}
+	if (!all_done)
+		return 0;
+	if (!push(out, AG_ACT_READY, r, i))
+		return -1;
+	r->scratch[i] = AG_READY + 1;
+	return 1;
+}
+
+/* A min-heap of item indexes by topological position. */
+struct heap {
+	uint32_t *v;
+	size_t len, cap;
+};
+
+static int
+heap_before(const struct ag_run *r, uint32_t x, uint32_t y)
+{
+	return r->items[x].topo_pos < r->items[y].topo_pos;
+}
+
+static int
+heap_push(struct heap *h, const struct ag_run *r, uint32_t item)
+{
+	size_t i;
+
+	if (h->len == h->cap) {
+		size_t ncap = 2 * h->cap + 64;
+		uint32_t *nv = realloc(h->v, ncap * sizeof(*nv));
+		if (!nv)
+			return -1;
+		h->v = nv;
+		h->cap = ncap;
+	}
+	for (i = h->len++; i > 0 && heap_before(r, item, h->v[(i - 1) / 2]); i = (i - 1) / 2)
+		h->v[i] = h->v[(i - 1) / 2];
+	h->v[i] = item;
 	return 0;
-oom:
-	free(st);
-	return ag_error_set(AG_ERROR, "out of memory");
+}
+
+static uint32_t
+heap_pop(struct heap *h, const struct ag_run *r)
+{
+	uint32_t top = h->v[0], last = h->v[--h->len];
+	size_t i = 0, c;
+
+	while ((c = 2 * i + 1) < h->len) {
+		if (c + 1 < h->len && heap_before(r, h->v[c + 1], h->v[c]))
+			c++;
+		if (!heap_before(r, h->v[c], last))
+			break;
+		h->v[i] = h->v[c];
+		i = c;
+	}
+	if (h->len)
+		h->v[i] = last;
+	return top;
+}
+
+int
+ag_sched_advance(struct ag_actions *out, struct ag_run *r)
+{
+	struct heap q = { 0 };
+	size_t first = out->len, h, k;
+	int rc = 0, d;
+
+	if (r->count[AG_PENDING] == 0) {
+		r->ncheck = 0;
+		return 0;
+	}
+	if (r->check_all) {
+		for (h = 0; h < r->nitems && rc == 0; h++)
+			rc = judge(out, r, r->topo[h]) < 0 ? -1 : 0;
+		if (rc == 0) {
+			r->check_all = 0;
+			r->ncheck = 0;
+		}
+		goto out;
+	}
+	/*
+	 * The items to look at, taken in topological order as a whole pass
+	 * would: an item is judged after every dependency this call decides.
+	 */
+	for (h = 0; h < r->ncheck && rc == 0; h++)
+		rc = heap_push(&q, r, r->check[h]);
+	r->ncheck = 0;
+	while (q.len && rc == 0) {
+		uint32_t i = heap_pop(&q, r);
+		if ((d = judge(out, r, i)) < 0) {
+			rc = -1;
+			break;
+		}
+		if (d == 0 || seen(r, i) != AG_SKIPPED)
+			continue;
+		for (k = 0; k < r->items[i].nrdeps && rc == 0; k++)
+			rc = heap_push(&q, r, (uint32_t)r->items[i].rdeps[k]);
+	}
+out:
+	free(q.v);
+	for (h = first; h < out->len; h++)
+		r->scratch[out->v[h].item] = 0;
+	if (rc < 0) {
+		/* what was left unchecked is checked whole next time */
+		r->check_all = 1;
+		return ag_error_set(AG_ERROR, "out of memory");
+	}
+	return 0;
 }
 
 void
@@ -225,23 +318,20 @@ ag_sched_pick(struct ag_actions *out, struct ag_run **runs, size_t nruns,
 	for (i = 0; i < nruns; i++) {
 		struct ag_run *r = runs[i];
 		struct usage *q = use_of(qu, c->nqueues, r->queue);
-		ncands += r->count[AG_READY];
-		if (!r->count[AG_RUNNING])
-			continue;
-		for (j = 0; j < r->nitems; j++) {
-			struct ag_item *it = &r->items[j];
-			if (it->status != AG_RUNNING)
-				continue;
+		ncands += r->nready;
+		for (k = 0; k < r->nrunning; k++) {
+			size_t m;
+			struct ag_item *it = &r->items[j = r->running[k]];
 			running++;
 			if (q)
 				q->used++;
-			for (k = 0; k < it->nslots; k++) {
-				struct usage *s = use_of(su, c->nslots, it->slots[k].name);
+			for (m = 0; m < it->nslots; m++) {
+				struct usage *s = use_of(su, c->nslots, it->slots[m].name);
 				if (s)
-					s->used += it->slots[k].n;
+					s->used += it->slots[m].n;
 			}
-			for (k = 0; k < it->nlocks; k++)
-				if ((rc = hold(&h, it->locks[k], r, j, 0)) < 0)
+			for (m = 0; m < it->nlocks; m++)
+				if ((rc = hold(&h, it->locks[m], r, j, 0)) < 0)
 					goto out;
 		}
 	}
@@ -255,13 +345,10 @@ ag_sched_pick(struct ag_actions *out, struct ag_run **runs, size_t nruns,
 	ncands = 0;
 	for (i = 0; i < nruns; i++) {
 		struct ag_run *r = runs[i];
-		if (!r->count[AG_READY])
-			continue;
-		for (j = 0; j < r->nitems; j++)
-			if (r->items[j].status == AG_READY) {
-				cands[ncands].run = r;
-				cands[ncands++].item = j;
-			}
+		for (k = 0; k < r->nready; k++) {
+			cands[ncands].run = r;
+			cands[ncands++].item = r->ready[k];
+		}
 	}
 	qsort(cands, ncands, sizeof(*cands), cand_cmp);
 

@@ -27,11 +27,104 @@ ag_status_terminal(enum ag_status s)
 }
 
 static void
+check_push(struct ag_run *r, size_t i)
+{
+	if (r->check_all)
+		return;
+	if (r->ncheck == r->check_cap) {
+		size_t ncap = r->check_cap ? 2 * r->check_cap : 64;
+		uint32_t *nv = realloc(r->check, ncap * sizeof(*nv));
+		if (!nv) {
+			/* the next advance looks at every item instead */
+			free(r->check);
+			r->check = NULL;
+			r->ncheck = r->check_cap = 0;
+			r->check_all = 1;
+			return;
+		}
+		r->check = nv;
+		r->check_cap = ncap;
+	}
+	r->check[r->ncheck++] = (uint32_t)i;
+}
+
+/* The list an item of this status is kept in, or NULL. */
+static uint32_t *
+list_of(struct ag_run *r, enum ag_status s, size_t **len)
+{
+	if (s == AG_READY) {
+		*len = &r->nready;
+		return r->ready;
+	}
+	if (s == AG_RUNNING) {
+		*len = &r->nrunning;
+		return r->running;
+	}
+	return NULL;
+}
+
+static void
 set_status(struct ag_run *r, struct ag_item *it, enum ag_status s)
 {
+	size_t i = (size_t)(it - r->items), *len, k;
+	uint32_t *l;
+
+	if ((l = list_of(r, it->status, &len))) {
+		uint32_t last = l[--*len];
+		l[it->pos] = last;
+		r->items[last].pos = it->pos;
+	}
 	r->count[it->status]--;
 	it->status = s;
 	r->count[s]++;
+	if ((l = list_of(r, s, &len))) {
+		it->pos = (uint32_t)*len;
+		l[(*len)++] = (uint32_t)i;
+	}
+	if (ag_status_terminal(s)) {
+		for (k = 0; k < it->nrdeps; k++)
+			check_push(r, it->rdeps[k]);
+	} else if (s == AG_PENDING) {
+		check_push(r, i);
+	}
+}
+
+void
+ag_run_set_status(struct ag_run *r, size_t item, enum ag_status s)
+{
+	set_status(r, &r->items[item], s);
+}
+
+int
+ag_run_index(struct ag_run *r)
+{
+	size_t i;
+
+	free(r->ready);
+	free(r->running);
+	free(r->scratch);
+	r->ready = calloc(r->nitems + 1, sizeof(*r->ready));
+	r->running = calloc(r->nitems + 1, sizeof(*r->running));
+	r->scratch = calloc(r->nitems + 1, 1);
+	if (!r->ready || !r->running || !r->scratch)
+		return ag_error_set(AG_ERROR, "out of memory");
+	r->nready = r->nrunning = 0;
+	for (i = 0; i < r->nitems; i++) {
+		struct ag_item *it = &r->items[i];
+		if (it->status == AG_READY) {
+			it->pos = (uint32_t)r->nready;
+			r->ready[r->nready++] = (uint32_t)i;
+		} else if (it->status == AG_RUNNING) {
+			it->pos = (uint32_t)r->nrunning;
+			r->running[r->nrunning++] = (uint32_t)i;
+		}
+		it->topo_pos = 0;
+	}
+	for (i = 0; i < r->nitems; i++)
+		r->items[r->topo[i]].topo_pos = (uint32_t)i;
+	r->ncheck = 0;
+	r->check_all = 1;
+	return 0;
 }
 
 static void
@@ -110,7 +203,7 @@ apply_control(struct ag_run *r, const json_t *ev, struct ag_item *it)
 		r->want_pause = 0;
 	else if (strcmp(d, "CANCEL") == 0) {
 		if (it)
-			it->cancel_req = 1;
+			it->cancel_req = r->any_cancel_req = 1;
 		else
 			r->want_cancel = 1;
 	} else if (strcmp(d, "DROP-TASK") == 0 && it)
@@ -460,7 +553,8 @@ link_items(struct ag_run *r, struct pending_deps *pd)
 		if (indeg[i] == 0)
 			r->topo[tail++] = i;
 	while (head < tail) {
-		struct ag_item *x = &r->items[r->topo[head++]];
+		struct ag_item *x = &r->items[r->topo[head]];
+		x->topo_pos = (uint32_t)head++;
 		for (j = 0; j < x->nrdeps; j++)
 			if (--indeg[x->rdeps[j]] == 0)
 				r->topo[tail++] = x->rdeps[j];
@@ -476,11 +570,18 @@ out:
 static int
 alloc_items(struct ag_run *r, size_t n, struct pending_deps **pd)
 {
+	if (n > UINT32_MAX - 1)
+		return ag_error_set(AG_EINVALID, "%s: too many items", r->dir);
 	r->items = calloc(n + 1, sizeof(*r->items));
 	r->topo = calloc(n + 1, sizeof(*r->topo));
+	r->ready = calloc(n + 1, sizeof(*r->ready));
+	r->running = calloc(n + 1, sizeof(*r->running));
+	r->scratch = calloc(n + 1, 1);
 	*pd = calloc(n + 1, sizeof(**pd));
-	if (!r->items || !r->topo || !*pd || ag_map_init(&r->idx, n) < 0)
+	if (!r->items || !r->topo || !r->ready || !r->running || !r->scratch || !*pd ||
+	    ag_map_init(&r->idx, n) < 0)
 		return ag_error_set(AG_ERROR, "out of memory");
+	r->check_all = 1;	/* a loaded run is looked at whole once */
 	return 0;
 }
 
@@ -899,6 +1000,10 @@ ag_run_free(struct ag_run *r)
 	}
 	free(r->items);
 	free(r->topo);
+	free(r->ready);
+	free(r->running);
+	free(r->check);
+	free(r->scratch);
 	ag_map_release(&r->idx);
 	json_decref(r->plan);
 	json_decref(r->full);

@@ -14,3 +14,12 @@ load lib/common
 	run -0 agora-helper sched-props 20000 20261122
 	assert_output "ok 20000"
 }
+
+@test "the incremental advance decides exactly what a pass over the whole run does (20 000 random DAGs)" {
+	# serve keeps runs between ticks and looks only at the dependents of
+	# what changed; a tick of cron's loads the run and looks at every item
+	run -0 agora-helper advance-diff 20000 1
+	assert_output "ok 20000"
+	run -0 agora-helper advance-diff 20000 20261130
+	assert_output "ok 20000"
+}

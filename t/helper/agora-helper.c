@@ -4,6 +4,10 @@
  *   agora-helper sched-props N SEED   check the scheduler's invariants on
  *                                     N random states; prints "ok N" or the
  *                                     first broken invariant
+ *   agora-helper advance-diff N SEED  N random DAGs, each driven through
+ *                                     random transitions: the incremental
+ *                                     ag_sched_advance must decide exactly
+ *                                     what a pass over the whole run does
  *
  * The object store (store.c), STORE being a state directory's objects.git:
  *   agora-helper import STORE REPO REV          prints the base commit id
@@ -102,6 +106,11 @@ random_run(int n, int which)
 		it->retry_at = rnd(6) == 0 ? 2000 : 0;
 		r->count[it->status]++;
 	}
+	r->topo = calloc((size_t)n + 1, sizeof(*r->topo));
+	for (i = 0; i < n; i++)
+		r->topo[i] = (size_t)i;
+	if (ag_run_index(r) < 0)
+		abort();
 	return r;
 }
 
@@ -115,6 +124,11 @@ free_run(struct ag_run *r)
 		free(r->items[i].slots);
 	}
 	free(r->items);
+	free(r->topo);
+	free(r->ready);
+	free(r->running);
+	free(r->scratch);
+	free(r->check);
 	free(r->id);
 	free(r);
 }
@@ -186,6 +200,12 @@ check(struct ag_run **runs, size_t nruns, const struct ag_conf *c)
 		}
 	}
 	(void)fired;
+	/* every ready item is decided: fired, or left waiting with its reason */
+	for (i = 0, k = 0; i < nruns; i++)
+		for (j = 0; j < runs[i]->nitems; j++)
+			k += runs[i]->items[j].status == AG_READY;
+	if (k != a.len)
+		return printf("%zu ready items, %zu actions\n", k, a.len), 1;
 	if (total > c->concurrency && c->concurrency)
 		return printf("global concurrency %d > %d\n", total, c->concurrency), 1;
 	for (i = 0; i < 2; i++)
@@ -229,26 +249,18 @@ sched_props(int n, unsigned long long seed)
 		for (i = 0; i < nruns; i++) {
 			size_t j;
 			for (j = 0; j < runs[i]->nitems; j++) {
-				struct ag_item *it = &runs[i]->items[j];
-				if (it->status == AG_RUNNING) {
-					it->status = AG_DONE;
-					runs[i]->count[AG_RUNNING]--;
-					runs[i]->count[AG_DONE]++;
-				}
+				if (runs[i]->items[j].status == AG_RUNNING)
+					ag_run_set_status(runs[i], j, AG_DONE);
 			}
 		}
 		{
 			struct ag_actions first = { 0 };
 			if (ag_sched_pick(&first, runs, nruns, &c, 1000) < 0)
 				return 1;
-			for (i = 0; i < first.len; i++) {
-				struct ag_item *it = &first.v[i].run->items[first.v[i].item];
-				if (first.v[i].kind != AG_ACT_FIRE)
-					continue;
-				it->status = rnd(3) ? AG_RUNNING : AG_DONE;
-				first.v[i].run->count[AG_READY]--;
-				first.v[i].run->count[it->status]++;
-			}
+			for (i = 0; i < first.len; i++)
+				if (first.v[i].kind == AG_ACT_FIRE)
+					ag_run_set_status(first.v[i].run, first.v[i].item,
+					    rnd(3) ? AG_RUNNING : AG_DONE);
 			ag_actions_release(&first);
 		}
 		bad = check(runs, nruns, &c);
@@ -258,6 +270,158 @@ sched_props(int n, unsigned long long seed)
 			printf("state %d of seed %llu\n", t, seed);
 			return 1;
 		}
+	}
+	printf("ok %d\n", n);
+	return 0;
+}
+
+/* Two copies of one random DAG: a has its check list, b is looked at whole each time. */
+static struct ag_run *
+dag_run(int n, const size_t *const *deps, const size_t *ndeps)
+{
+	struct ag_run *r = calloc(1, sizeof(*r));
+	size_t i, j, *indeg, head = 0, tail = 0;
+
+	r->id = calloc(1, 16);
+	snprintf(r->id, 16, "dag");
+	r->nitems = (size_t)n;
+	r->items = calloc((size_t)n + 1, sizeof(*r->items));
+	r->topo = calloc((size_t)n + 1, sizeof(*r->topo));
+	indeg = calloc((size_t)n + 1, sizeof(*indeg));
+	for (i = 0; i < (size_t)n; i++) {
+		struct ag_item *it = &r->items[i];
+		it->id = ids[i];
+		it->ndeps = ndeps[i];
+		it->deps = calloc(ndeps[i] + 1, sizeof(size_t));
+		memcpy(it->deps, deps[i], ndeps[i] * sizeof(size_t));
+		it->rdeps = calloc((size_t)n + 1, sizeof(size_t));
+		indeg[i] = ndeps[i];
+	}
+	for (i = 0; i < (size_t)n; i++)
+		for (j = 0; j < ndeps[i]; j++) {
+			struct ag_item *d = &r->items[deps[i][j]];
+			d->rdeps[d->nrdeps++] = i;
+		}
+	for (i = 0; i < (size_t)n; i++)
+		if (!indeg[i])
+			r->topo[tail++] = i;
+	while (head < tail) {
+		struct ag_item *x = &r->items[r->topo[head++]];
+		for (j = 0; j < x->nrdeps; j++)
+			if (--indeg[x->rdeps[j]] == 0)
+				r->topo[tail++] = x->rdeps[j];
+	}
+	free(indeg);
+	r->count[AG_PENDING] = (size_t)n;
+	if (ag_run_index(r) < 0)
+		abort();
+	return r;
+}
+
+static void
+dag_free(struct ag_run *r)
+{
+	size_t i;
+
+	for (i = 0; i < r->nitems; i++) {
+		free(r->items[i].deps);
+		free(r->items[i].rdeps);
+	}
+	free_run(r);
+}
+
+/* Both runs take the same step. */
+static void
+both(struct ag_run *a, struct ag_run *b, size_t i, enum ag_status s)
+{
+	ag_run_set_status(a, i, s);
+	ag_run_set_status(b, i, s);
+}
+
+/* RETRY as the log replays it: the item and its skipped dependents, pending again. */
+static void
+retry_both(struct ag_run *a, struct ag_run *b, size_t i)
+{
+	size_t k;
+
+	both(a, b, i, AG_PENDING);
+	for (k = 0; k < a->items[i].nrdeps; k++)
+		if (a->items[a->items[i].rdeps[k]].status == AG_SKIPPED)
+			retry_both(a, b, a->items[i].rdeps[k]);
+}
+
+static int
+advance_diff(int n, unsigned long long seed)
+{
+	int t;
+
+	rng = seed;
+	for (t = 0; t < 64; t++)
+		snprintf(ids[t], sizeof(ids[t]), "i%d", t);
+	for (t = 0; t < n; t++) {
+		size_t nitems = 1 + rnd(40), i, k, step, ndeps[64], store[64][4], perm[64];
+		const size_t *deps[64];
+		struct ag_run *a, *b;
+		/* a DAG on 0..n-1 (edges to lower numbers), placed in the plan shuffled */
+		for (i = 0; i < nitems; i++)
+			perm[i] = i;
+		for (i = nitems; i > 1; i--) {
+			size_t j = rnd((unsigned)i), x = perm[i - 1];
+			perm[i - 1] = perm[j];
+			perm[j] = x;
+		}
+		for (i = 0; i < nitems; i++) {
+			size_t m = i ? rnd(4) : 0, p = perm[i];
+			ndeps[p] = 0;
+			for (k = 0; k < m; k++) {
+				size_t d = perm[rnd((unsigned)i)], e;
+				for (e = 0; e < ndeps[p] && store[p][e] != d; e++)
+					;
+				if (e == ndeps[p])
+					store[p][ndeps[p]++] = d;
+			}
+			deps[p] = store[p];
+		}
+		a = dag_run((int)nitems, deps, ndeps);
+		b = dag_run((int)nitems, deps, ndeps);
+		for (step = 0; step < 4 * nitems; step++) {
+			struct ag_actions x = { 0 }, y = { 0 };
+			size_t pick = rnd((unsigned)nitems);
+			enum ag_status st = a->items[pick].status;
+			b->check_all = 1;
+			if (ag_sched_advance(&x, a) < 0 || ag_sched_advance(&y, b) < 0)
+				return printf("advance failed: %s\n", ag_error_msg()), 1;
+			if (x.len != y.len) {
+				printf("dag %d step %zu: %zu decisions, a whole pass makes %zu\n", t, step,
+				    x.len, y.len);
+				return 1;
+			}
+			for (i = 0; i < x.len; i++)
+				if (x.v[i].kind != y.v[i].kind || x.v[i].item != y.v[i].item ||
+				    strcmp(x.v[i].reason, y.v[i].reason) != 0 ||
+				    strcmp(x.v[i].blocked_by, y.v[i].blocked_by) != 0) {
+					printf("dag %d step %zu: decision %zu differs (%s %s / %s %s)\n", t,
+					    step, i, x.v[i].run->items[x.v[i].item].id, x.v[i].reason,
+					    y.v[i].run->items[y.v[i].item].id, y.v[i].reason);
+					return 1;
+				}
+			for (i = 0; i < x.len; i++)
+				both(a, b, x.v[i].item, x.v[i].kind == AG_ACT_READY ? AG_READY : AG_SKIPPED);
+			ag_actions_release(&x);
+			ag_actions_release(&y);
+			/* then one random event of a tick: fire, an end, a cancel, a retry */
+			if (st == AG_READY)
+				both(a, b, pick, rnd(4) ? AG_RUNNING : AG_CANCELLED);
+			else if (st == AG_RUNNING)
+				both(a, b, pick, rnd(3) ? AG_DONE : (rnd(2) ? AG_FAILED : AG_CANCELLED));
+			else if (st == AG_PENDING && rnd(8) == 0)
+				both(a, b, pick, AG_CANCELLED);
+			else if ((st == AG_FAILED || st == AG_CANCELLED || st == AG_SKIPPED) &&
+			    rnd(3) == 0)
+				retry_both(a, b, pick);
+		}
+		dag_free(a);
+		dag_free(b);
 	}
 	printf("ok %d\n", n);
 	return 0;
@@ -756,6 +920,8 @@ main(int argc, char **argv)
 
 	if (argc == 4 && strcmp(argv[1], "sched-props") == 0)
 		return sched_props((int)strtol(argv[2], NULL, 10), strtoull(argv[3], NULL, 10));
+	if (argc == 4 && strcmp(argv[1], "advance-diff") == 0)
+		return advance_diff((int)strtol(argv[2], NULL, 10), strtoull(argv[3], NULL, 10));
 	if (argc >= 9 && strcmp(argv[1], "done") == 0)
 		return done_cmd(argc, argv);
 	if (argc >= 3 && strcmp(argv[1], "plan-both") == 0)
@@ -785,6 +951,7 @@ main(int argc, char **argv)
 		if (strcmp(argv[1], store_cmds[i]) == 0)
 			return store_cmd(argc, argv);
 	fprintf(stderr, "usage: agora-helper sched-props N SEED\n"
+	    "       agora-helper advance-diff N SEED\n"
 	    "       agora-helper import|checkout|tree|capture|apply|worktree|outputs STORE ...\n"
 	    "       agora-helper done DIR RUN ITEM ATTEMPT BASE WORKTREE OUTPUTS [PATCH...]\n");
 	return 100;
