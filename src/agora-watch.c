@@ -142,7 +142,7 @@ main(int argc, char **argv)
 	struct ag_conf conf;
 	struct view v = { LINES, NULL, 0, 0 };
 	const char *dir = NULL, *id;
-	int64_t deadline = 0, t;
+	int64_t deadline = 0, last = 0, t;
 	int c, rc, in = -1, json = 0;
 
 	ag_cli_init(argc, argv);
@@ -177,7 +177,15 @@ main(int argc, char **argv)
 		inotify_add_watch(in, path, IN_MODIFY);
 	for (;;) {
 		struct pollfd p = { in, POLLIN, 0 };
-		int64_t wait = 1000;
+		int64_t wait = 1000, since = ag_mono_ms() - last;
+		/*
+		 * At most 50 reads a second: a busy run appends a line every
+		 * millisecond or so, and waking for each one would cost the
+		 * machine more than the view is worth.
+		 */
+		if (last && since < 20)
+			poll(NULL, 0, (int)(20 - since));
+		last = ag_mono_ms();
 		if ((rc = ag_run_follow(v.run, print_line, &v)) < 0)
 			ag_die(rc);
 		if (v.mode == TTY)

@@ -101,6 +101,14 @@ int ag_write_all(int fd, const void *data, size_t len);
 int ag_write_atomic(const char *path, const void *data, size_t len, int mode);
 /* The same without the fsyncs, for files that status.jsonl makes redundant. */
 int ag_write_replace(const char *path, const void *data, size_t len, int mode);
+/*
+ * Written in place, no temp name, no fsync: for a new attempt's files
+ * that nobody reads before a later step announces them (spec.json before
+ * item.running and the supervisor's message, input.json before the
+ * worker starts). A crash while writing leaves a file that step never
+ * announced, and the retry writes it again.
+ */
+int ag_write_fresh(const char *path, const void *data, size_t len, int mode);
 /* O_EXCL create, write, fsync, fsync the directory (AG_EEXISTS if present). */
 int ag_create_excl(const char *path, const void *data, size_t len, int mode);
 /* The same, the data in n parts. */

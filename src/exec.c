@@ -698,7 +698,7 @@ out:
 	return rc;
 }
 
-/* Write a JSON value (or null) to a file of the attempt. */
+/* Write a JSON value (or null) to a new file of the attempt, before its worker starts. */
 static int
 write_json(const char *adir, const char *name, const json_t *v)
 {
@@ -711,7 +711,7 @@ write_json(const char *adir, const char *name, const json_t *v)
 		return ag_error_set(AG_ERROR, "out of memory");
 	rc = ag_path(path, sizeof(path), "%s/%s", adir, name);
 	if (rc == 0)
-		rc = ag_write_replace(path, text, strlen(text), 0644);
+		rc = ag_write_fresh(path, text, strlen(text), 0644);
 	free(text);
 	return rc;
 }

@@ -132,7 +132,7 @@ ag_write_atomic(const char *path, const void *data, size_t len, int mode)
 }
 
 /*
- * The files of an attempt (spec.json, pid, input.json, result.json) and
+ * The files of an attempt that others read at any time (result.json) and
  * the state.json cache: status.jsonl, fsynced once per tick, is what makes
  * a step durable, so these only need to be whole, never torn. After a
  * power cut one may be missing, and the log still tells what to do.
@@ -141,6 +141,23 @@ int
 ag_write_replace(const char *path, const void *data, size_t len, int mode)
 {
 	return write_file(path, data, len, mode, 0);
+}
+
+int
+ag_write_fresh(const char *path, const void *data, size_t len, int mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+
+	if (fd < 0)
+		return ag_error_sys(AG_ERROR, "cannot create '%s'", path);
+	if (ag_write_all(fd, data, len) < 0) {
+		int rc = ag_error_sys(AG_ERROR, "cannot write '%s'", path);
+		close(fd);
+		return rc;
+	}
+	if (close(fd) < 0)
+		return ag_error_sys(AG_ERROR, "cannot write '%s'", path);
+	return 0;
 }
 
 int

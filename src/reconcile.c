@@ -787,15 +787,22 @@ fire(struct tick *t, struct ag_run *r, size_t item)
 	char path[AG_PATH_MAX], lname[256];
 	struct pending_spawn s = { r, item, attempt, -1, NULL, 0, 0 };
 	json_t *spec, *ev, *needs = NULL;
+	struct stat st;
 	char *text;
 	size_t k;
 	int rc;
 
-	if ((rc = ag_path(path, sizeof(path), "%s/items", r->dir)) < 0 ||
-	    (rc = ag_mkdir(path, 0755)) < 0 ||
-	    (rc = ag_path(path, sizeof(path), "%s/items/%s", r->dir, it->id)) < 0 ||
-	    (rc = ag_mkdir(path, 0755)) < 0 ||
-	    (rc = attempt_path(path, sizeof(path), r, item, attempt, NULL)) < 0 ||
+	if ((rc = ag_path(path, sizeof(path), "%s/items/%s", r->dir, it->id)) < 0)
+		return rc;
+	if ((rc = ag_mkdir(path, 0755)) == AG_ENOTFOUND) {
+		/* the run's first fire makes items/ */
+		char items[AG_PATH_MAX];
+		if ((rc = ag_path(items, sizeof(items), "%s/items", r->dir)) < 0 ||
+		    (rc = ag_mkdir(items, 0755)) < 0)
+			return rc;
+		rc = ag_mkdir(path, 0755);
+	}
+	if (rc < 0 || (rc = attempt_path(path, sizeof(path), r, item, attempt, NULL)) < 0 ||
 	    (rc = ag_mkdir(path, 0755)) < 0)
 		return rc;
 	/* leftovers of a fire that crashed before its item.running line */
@@ -811,7 +818,7 @@ fire(struct tick *t, struct ag_run *r, size_t item)
 		return ag_error_set(AG_ERROR, "out of memory");
 	}
 	if ((rc = attempt_path(path, sizeof(path), r, item, attempt, "spec.json")) == 0)
-		rc = ag_write_replace(path, text, strlen(text), 0644);
+		rc = ag_write_fresh(path, text, strlen(text), 0644);
 	free(text);
 	if (rc < 0)
 		goto fail;
@@ -820,8 +827,12 @@ fire(struct tick *t, struct ag_run *r, size_t item)
 	if ((rc = attempt_path(path, sizeof(path), r, item, attempt, "lease")) < 0 ||
 	    (rc = ag_lock_open(&s.lease_fd, path, 1)) < 0)
 		goto fail;
-	/* a fire that crashed before its item.running line started nobody */
-	if (ftruncate(s.lease_fd, 0) < 0) {
+	/*
+	 * A fire that crashed before its item.running line started nobody.
+	 * Truncating a new, empty lease would cost a flush when it is closed
+	 * (ext4 writes a file truncated to zero out at its close).
+	 */
+	if (fstat(s.lease_fd, &st) < 0 || (st.st_size > 0 && ftruncate(s.lease_fd, 0) < 0)) {
 		rc = ag_error_sys(AG_ERROR, "cannot truncate '%s'", path);
 		goto fail;
 	}
