@@ -97,8 +97,27 @@ struct result {
 	json_t *extra;		/* what a capture adds: resultRef, outputs, ... */
 };
 
+/*
+ * Poke serve through the wake FIFO, on a descriptor kept open: a resident
+ * supervisor pokes once per attempt. A FIFO without a reader (no serve)
+ * cannot be opened, or fails the write with EPIPE (SIGPIPE is blocked in
+ * the supervisor); either way the next poke opens it afresh.
+ */
+static void
+poke(int *fd, const char *dir)
+{
+	char path[AG_PATH_MAX];
+
+	if (*fd < 0 && ag_path(path, sizeof(path), "%s/wake", dir) == 0)
+		*fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	if (*fd >= 0 && write(*fd, "!", 1) < 0 && errno != EAGAIN) {
+		close(*fd);
+		*fd = -1;
+	}
+}
+
 static int
-write_result(const char *adir, const struct result *res, const char *dir)
+write_result(const char *adir, const struct result *res, const char *dir, int *wake)
 {
 	char path[AG_PATH_MAX], t0[AG_TIME_LEN], t1[AG_TIME_LEN];
 	json_t *o = json_object();
@@ -126,7 +145,7 @@ write_result(const char *adir, const struct result *res, const char *dir)
 	if (rc == 0)
 		rc = ag_write_replace(path, s, strlen(s), 0644);
 	free(s);
-	ag_wake(dir);
+	poke(wake, dir);
 	return rc;
 }
 
@@ -248,6 +267,7 @@ struct sup {
 	size_t len, cap;
 	int sock;		/* the serve that feeds a resident supervisor, or -1 */
 	int sigfd;
+	int wake;		/* the wake FIFO, or -1 */
 	int rc;			/* the first failure to write a result */
 };
 
@@ -284,7 +304,7 @@ attempt_end(struct sup *s, struct attempt *a)
 		a->res.ended = ag_now_ms();
 	if (!a->res.started)
 		a->res.started = a->res.ended;
-	rc = write_result(a->adir, &a->res, s->dir);
+	rc = write_result(a->adir, &a->res, s->dir, &s->wake);
 	if (rc < 0 && s->rc == 0)
 		s->rc = rc;
 	close_fd(&a->errfd);
@@ -1258,7 +1278,7 @@ sup_init(struct sup *s, const char *dir, int sock)
 
 	memset(s, 0, sizeof(*s));
 	s->sock = sock;
-	s->sigfd = -1;
+	s->sigfd = s->wake = -1;
 	if (!realpath(dir, s->dir))
 		return ag_error_sys(AG_ERROR, "cannot resolve '%s'", dir);
 	sigemptyset(&set);
@@ -1270,6 +1290,10 @@ sup_init(struct sup *s, const char *dir, int sock)
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	if ((s->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK)) < 0)
 		return ag_error_sys(AG_ERROR, "cannot set up signals");
+	/* a write to a wake FIFO whose serve is gone fails with EPIPE instead */
+	sigemptyset(&set);
+	sigaddset(&set, SIGPIPE);
+	sigprocmask(SIG_BLOCK, &set, NULL);
 	return 0;
 }
 
@@ -1310,6 +1334,8 @@ sup_release(struct sup *s)
 {
 	if (s->sigfd >= 0)
 		close(s->sigfd);
+	if (s->wake >= 0)
+		close(s->wake);
 	if (s->sock >= 0)
 		close(s->sock);
 	free(s->v);

@@ -802,12 +802,15 @@ fire(struct tick *t, struct ag_run *r, size_t item)
 			return rc;
 		rc = ag_mkdir(path, 0755);
 	}
-	if (rc < 0 || (rc = attempt_path(path, sizeof(path), r, item, attempt, NULL)) < 0 ||
-	    (rc = ag_mkdir(path, 0755)) < 0)
+	if (rc < 0 || (rc = attempt_path(path, sizeof(path), r, item, attempt, NULL)) < 0)
 		return rc;
-	/* leftovers of a fire that crashed before its item.running line */
-	if (attempt_path(path, sizeof(path), r, item, attempt, "result.json") == 0)
-		unlink(path);
+	if (mkdir(path, 0755) < 0) {
+		if (errno != EEXIST)
+			return ag_error_sys(AG_ERROR, "cannot create directory '%s'", path);
+		/* leftovers of a fire that crashed before its item.running line */
+		if (attempt_path(path, sizeof(path), r, item, attempt, "result.json") == 0)
+			unlink(path);
+	}
 
 	spec = make_spec(t, r, item, attempt);
 	text = json_dumps(spec, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
