@@ -400,6 +400,9 @@ def phase_dag(cfg, res):
         # cache left warm by one tool does not always favour the same one.
         k = (rnd - 1) % len(tools)
         for name, fn in tools[k:] + tools[:k]:
+            # the files an earlier run left dirty are written back now,
+            # not during this run (agora's fsyncs would queue behind them)
+            os.sync()
             loads.append(loadavg())
             state = os.path.join(cfg.dir, "state-%s-%d"
                                  % (name.split()[-1], rnd))
