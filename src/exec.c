@@ -289,6 +289,24 @@ attempt_close_locks(struct attempt *a)
 	a->nlocks = 0;
 }
 
+/* Let go of the attempt's descriptors, the lease last, and of its memory. */
+static void
+attempt_free(struct attempt *a)
+{
+	attempt_close_locks(a);
+	close_fd(&a->errfd);
+	close_fd(&a->memfd);
+	close_fd(&a->out);
+	close_fd(&a->err);
+	close_fd(&a->lease_fd);
+	json_decref(a->res.extra);
+	json_decref(a->spec);
+	free(a->argv);
+	env_free(&a->env);
+	free(a->cwd);
+	free(a);
+}
+
 /*
  * The attempt's last child is gone: let go of the resource locks before
  * reporting, so that the tick which reaps this attempt can already hand
@@ -307,17 +325,7 @@ attempt_end(struct sup *s, struct attempt *a)
 	rc = write_result(a->adir, &a->res, s->dir, &s->wake);
 	if (rc < 0 && s->rc == 0)
 		s->rc = rc;
-	close_fd(&a->errfd);
-	close_fd(&a->memfd);
-	close_fd(&a->out);
-	close_fd(&a->err);
-	close_fd(&a->lease_fd);
-	json_decref(a->res.extra);
-	json_decref(a->spec);
-	free(a->argv);
-	env_free(&a->env);
-	free(a->cwd);
-	free(a);
+	attempt_free(a);
 }
 
 /* TERM the current child's group now, KILL it after the grace period. */
@@ -897,7 +905,6 @@ attempt_launch(struct sup *s, struct attempt *a)
 		start_worker(a);
 }
 
-
 /* Why the worker ended, in words, when it did not simply exit. */
 static void
 worker_reason(struct attempt *a)
@@ -1031,47 +1038,19 @@ attempt_new(int lease_fd, const int *lock_fds, size_t nlocks)
  * durable, so it must not start. Letting go of the lease with no worker
  * named in it tells the next tick that it did not start.
  */
-static void
-attempt_drop(struct attempt *a)
-{
-	attempt_close_locks(a);
-	close_fd(&a->out);
-	close_fd(&a->err);
-	close_fd(&a->lease_fd);
-	json_decref(a->spec);
-	free(a->argv);
-	env_free(&a->env);
-	free(a->cwd);
-	free(a);
-}
-
 /* Start a prepared attempt; one that cannot start is reported at once. */
 static void
-sup_launch(struct sup *s, struct attempt *a, int added)
+sup_begin(struct sup *s, struct attempt *a, const char *run, const char *item, int attempt)
 {
-	if (!a->res.reason[0])
+	if (attempt_prepare(s, a, run, item, attempt) == 0)
 		attempt_launch(s, a);
-	if (!a->pid || (!added && sup_add(s, a) < 0)) {
+	if (!a->pid || sup_add(s, a) < 0) {
 		if (a->pid) {
 			kill(-a->pid, SIGKILL);
 			snprintf(a->res.reason, sizeof(a->res.reason), "out of memory");
 		}
-		if (added) {
-			size_t i;
-			for (i = 0; i < s->len && s->v[i] != a; i++)
-				;
-			if (i < s->len)
-				s->v[i] = s->v[--s->len];
-		}
 		attempt_end(s, a);
 	}
-}
-
-static void
-sup_begin(struct sup *s, struct attempt *a, const char *run, const char *item, int attempt)
-{
-	attempt_prepare(s, a, run, item, attempt);
-	sup_launch(s, a, 0);
 }
 
 /* serve's "go": start every attempt it offered so far */
@@ -1087,14 +1066,23 @@ sup_go(struct sup *s)
 			continue;
 		}
 		a->held = 0;
-		sup_launch(s, a, 1);
-		/* an attempt that ended took its slot; the last one moved into it */
-		if (i < s->len && s->v[i] == a)
+		if (!a->res.reason[0])
+			attempt_launch(s, a);
+		if (a->pid) {
 			i++;
+			continue;
+		}
+		/* it could not start: report it; the last attempt moves into its place */
+		s->v[i] = s->v[--s->len];
+		attempt_end(s, a);
 	}
 }
 
-/* serve is gone, or it failed to make its intents durable */
+/*
+ * serve is gone, or it failed to make its intents durable: the attempts
+ * it offered must not start. Letting go of a lease that names no worker
+ * tells the next tick that its attempt did not start.
+ */
 static void
 sup_drop_held(struct sup *s)
 {
@@ -1102,7 +1090,7 @@ sup_drop_held(struct sup *s)
 
 	while (i < s->len) {
 		if (s->v[i]->held) {
-			attempt_drop(s->v[i]);
+			attempt_free(s->v[i]);
 			s->v[i] = s->v[--s->len];
 		} else {
 			i++;
@@ -1185,7 +1173,7 @@ sup_receive(struct sup *s)
 	attempt_prepare(s, a, text, item, (int)attempt);
 	a->held = 1;
 	if (sup_add(s, a) < 0)
-		attempt_drop(a);
+		attempt_free(a);	/* not started, as the next tick will see */
 	return 1;
 }
 
