@@ -8,13 +8,13 @@ load lib/common
 		[ -x "$R/bin/$p" ] || { echo "missing bin/$p"; false; }
 		[ -f "$R/share/man/man1/$p.1" ] || { echo "missing man1/$p.1"; false; }
 	done
-	[ -x "$R/libexec/agora/agora-exec" ]
-	[ ! -e "$R/bin/agora-exec" ]
+	[ -x "$R/libexec/agora/agora-exec" ] && [ -x "$R/libexec/agora/agora-tick" ]
+	[ ! -e "$R/bin/agora-exec" ] && [ ! -e "$R/bin/agora-tick" ]
 	[ -f "$R/share/man/man5/agora-plan.5" ] && [ -f "$R/share/man/man5/agora-state.5" ]
 	[ -f "$R/share/man/man7/agora.7" ]
 }
 
-@test "installed programs find agora-exec in their libexec directory" {
+@test "installed programs find agora-tick and agora-exec in their libexec directory" {
 	make -C "$AGORA_ROOT" -s install DESTDIR="$BATS_TEST_TMPDIR/root" PREFIX=/opt/agora
 	R=$BATS_TEST_TMPDIR/root/opt/agora
 	agora_init
