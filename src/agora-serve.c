@@ -19,6 +19,8 @@ static const char usage[] = "agora-serve [-v] [-d dir] [-i seconds]";
 
 struct watches {
 	int fd;
+	int active;		/* the watch on active/ */
+	int rescan;		/* active/ changed: watch the new runs' control files */
 	const char *dir;
 };
 
@@ -33,7 +35,8 @@ rewatch(struct watches *w)
 	if (ag_path(path, sizeof(path), "%s/control", w->dir) == 0)
 		inotify_add_watch(w->fd, path, IN_MODIFY);
 	if (ag_path(path, sizeof(path), "%s/active", w->dir) == 0)
-		inotify_add_watch(w->fd, path, IN_CREATE | IN_DELETE);
+		w->active = inotify_add_watch(w->fd, path, IN_CREATE | IN_DELETE);
+	w->rescan = 1;
 }
 
 static void
@@ -52,6 +55,9 @@ watch_active(struct watches *w)
 	DIR *d;
 	struct dirent *e;
 
+	if (!w->rescan)
+		return;
+	w->rescan = 0;
 	if (ag_path(path, sizeof(path), "%s/active", w->dir) < 0 || !(d = opendir(path)))
 		return;
 	while ((e = readdir(d)))
@@ -67,6 +73,24 @@ drain(int fd)
 
 	while (read(fd, buf, sizeof(buf)) > 0)
 		;
+}
+
+/* Read the events; one about active/ (or a lost one) means a rescan. */
+static void
+drain_events(struct watches *w)
+{
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	ssize_t n;
+
+	while ((n = read(w->fd, buf, sizeof(buf))) > 0) {
+		char *p = buf;
+		while (p + sizeof(struct inotify_event) <= buf + n) {
+			const struct inotify_event *ev = (const struct inotify_event *)p;
+			if (ev->wd == w->active || (ev->mask & IN_Q_OVERFLOW))
+				w->rescan = 1;
+			p += sizeof(*ev) + ev->len;
+		}
+	}
 }
 
 int
@@ -105,6 +129,8 @@ main(int argc, char **argv)
 		ag_usage(usage);
 	dir = ag_state_dir(dir);
 	w.dir = dir;
+	w.active = -1;
+	w.rescan = 1;
 
 	/* TERM and INT wait for the tick in progress; running attempts are left alone */
 	sigemptyset(&set);
@@ -145,6 +171,8 @@ main(int argc, char **argv)
 		if (verbose && rc >= 0 && (st.ingested || st.fired || st.reaped || st.completed))
 			fprintf(stderr, "%s: ingested %d, reaped %d, fired %d, completed %d\n",
 			    ag_prog, st.ingested, st.reaped, st.fired, st.completed);
+		if (rc >= 0 && st.ingested)
+			w.rescan = 1;
 		watch_active(&w);
 		if (st.next_at) {
 			int64_t until = st.next_at - ag_now_ms();
@@ -164,7 +192,7 @@ main(int argc, char **argv)
 		if (pfd[0].revents & POLLIN)
 			stop = 1;
 		if (pfd[1].revents & POLLIN)
-			drain(w.fd);
+			drain_events(&w);
 		if (pfd[2].revents & POLLIN)
 			drain(wake_r);
 	}

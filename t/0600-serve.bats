@@ -35,6 +35,28 @@ start_serve() {
 	assert_equal "$(grep -c '"event":"run.resumed"' "$D/runs/r/status.jsonl")" 1
 }
 
+@test "serve watches the control file of a run that a cron tick made active" {
+	agora_init
+	T=$BATS_TEST_TMPDIR
+	plan p.json r "$(item a "touch $T/started; until [ -e $T/release ]; do sleep 0.02; done"),$(item b true '["a"]')"
+	start_serve 60s
+	wait_for 'pgrep -f "agora-exec -d $D -r" >/dev/null'
+	sleep 0.2
+	# serve sleeps while a tick of cron's ingests the run and fires a
+	kill -STOP "$SERVE"
+	agora-submit -d "$D" p.json >/dev/null
+	agora-reconcile -d "$D"
+	kill -CONT "$SERVE"
+	wait_for "[ -e $T/started ]"
+	echo PAUSE >> "$D/runs/r/control"
+	wait_for "grep -q run.paused $D/runs/r/status.jsonl" 30
+	kill "$SERVE"; wait "$SERVE"
+	echo RESUME >> "$D/runs/r/control"
+	touch "$T/release"
+	drive r
+	assert_equal "$(outcome r)" succeeded
+}
+
 @test "SIGTERM stops serve cleanly, running attempts go on, a later tick reaps them" {
 	agora_init
 	T=$BATS_TEST_TMPDIR
