@@ -914,9 +914,13 @@ offer_all(struct tick *t, const struct ag_tick_opts *o)
 		n = spawn_fds(fds, s);
 		sent = ag_spawn_send(*o->sup, s->run->id, s->run->items[s->item].id, s->attempt,
 		    s->lease_fd, fds, n);
+		/*
+		 * The ones it already got go with it, unstarted: the next tick
+		 * requeues them. Starting them here as well could race with
+		 * a preparation it still makes of them.
+		 */
 		if (sent == AG_ERROR) {
-			for (n = 0; n < i; n++)
-				t->spawns[n].offered = 0;	/* gone with it */
+			warn(t, "", ag_error_msg());
 			drop_resident(o);
 		}
 		s->offered = sent == 0;
@@ -931,7 +935,7 @@ spawn_all(struct tick *t, const struct ag_tick_opts *o)
 
 	for (i = 0; i < t->nspawns; i++)
 		offered |= t->spawns[i].offered;
-	if (offered && ag_spawn_go(*o->sup) < 0) {
+	if (offered && *o->sup >= 0 && ag_spawn_go(*o->sup) < 0) {
 		/* it drops what it holds; the next tick requeues those, not started */
 		warn(t, "", ag_error_msg());
 		drop_resident(o);

@@ -19,8 +19,9 @@ common_setup() {
 }
 
 common_teardown() {
-	# stop whatever a test left running under its directory
-	pkill -KILL -f "$BATS_TEST_TMPDIR" 2>/dev/null || true
+	# stop whatever a test left running under its directory; test/1 must
+	# not match test/11, which may be running in the other test file
+	pkill -KILL -f "$BATS_TEST_TMPDIR(/| |\$)" 2>/dev/null || true
 }
 
 setup() { common_setup; }
