@@ -433,7 +433,11 @@ struct ag_actions {
 };
 
 void ag_actions_release(struct ag_actions *a);
-/* Pending items that become ready, or skipped (transitively). */
+/*
+ * Pending items that become ready, or skipped (transitively), in
+ * topological order. It looks at the run's check list, or at every item
+ * while check_all is set, and empties the list.
+ */
 int ag_sched_advance(struct ag_actions *out, struct ag_run *r);
 /*
  * Which ready items fire now, in fire order, across all active runs; the

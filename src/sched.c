@@ -41,10 +41,10 @@ push(struct ag_actions *a, enum ag_action_kind kind, const struct ag_run *r, siz
 }
 
 /*
- * Walk the items in dependency order with a scratch copy of the statuses,
- * so that a skip cascades through the whole lineage in one call.
+ * An item's status as this advance sees it: the log's, or what the call
+ * decided (the run's scratch holds status + 1), so that a skip cascades
+ * through the whole lineage in one call.
  */
-/* An item's status as this advance sees it: the log's, or what it decided. */
 static enum ag_status
 seen(const struct ag_run *r, size_t i)
 {
