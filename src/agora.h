@@ -121,6 +121,10 @@ int ag_mkdir_p(const char *path, int mode);
 int ag_exists(const char *path);
 /* Poke agora-serve through DIR/wake; never blocks, never fails. */
 void ag_wake(const char *dir);
+/* The same on a descriptor kept in *fd (-1: open it) by a frequent poker. */
+void ag_wake_fd(int *fd, const char *dir);
+/* 1: the directory is empty or missing; 0: it has entries; -1: unreadable. */
+int ag_dir_empty(const char *path);
 
 /* ---- clock.c ---- */
 

@@ -97,25 +97,6 @@ struct result {
 	json_t *extra;		/* what a capture adds: resultRef, outputs, ... */
 };
 
-/*
- * Poke serve through the wake FIFO, on a descriptor kept open: a resident
- * supervisor pokes once per attempt. A FIFO without a reader (no serve)
- * cannot be opened, or fails the write with EPIPE (SIGPIPE is blocked in
- * the supervisor); either way the next poke opens it afresh.
- */
-static void
-poke(int *fd, const char *dir)
-{
-	char path[AG_PATH_MAX];
-
-	if (*fd < 0 && ag_path(path, sizeof(path), "%s/wake", dir) == 0)
-		*fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-	if (*fd >= 0 && write(*fd, "!", 1) < 0 && errno != EAGAIN) {
-		close(*fd);
-		*fd = -1;
-	}
-}
-
 static int
 write_result(const char *adir, const struct result *res, const char *dir, int *wake)
 {
@@ -145,7 +126,7 @@ write_result(const char *adir, const struct result *res, const char *dir, int *w
 	if (rc == 0)
 		rc = ag_write_replace(path, s, strlen(s), 0644);
 	free(s);
-	poke(wake, dir);
+	ag_wake_fd(wake, dir);
 	return rc;
 }
 
@@ -475,22 +456,6 @@ prepare(struct sup *s, struct attempt *a)
 out:
 	ag_store_free(st);
 	return rep ? rep : failure(AG_ERROR, "%s", ag_error_msg());
-}
-
-static int
-dir_is_empty(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *e;
-	int empty = 1;
-
-	if (!d)
-		return 1;
-	while (empty && (e = readdir(d)))
-		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-			empty = 0;
-	closedir(d);
-	return empty;
 }
 
 /* The capture, in a child: the worktree's patch and the output files, as blobs. */
@@ -963,7 +928,7 @@ attempt_child_exit(struct sup *s, struct attempt *a, int status)
 		worker_reason(a);
 		if (res->exited && res->code == 0 && !res->reason[0] &&
 		    (a->base[0] || (ag_path(outs, sizeof(outs), "%s/outputs", a->adir) == 0 &&
-		    !dir_is_empty(outs))) && start_helper(s, a, CAPTURE) == 0)
+		    ag_dir_empty(outs) == 0)) && start_helper(s, a, CAPTURE) == 0)
 			return 0;
 		attempt_end(s, a);
 		return 1;

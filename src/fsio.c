@@ -5,6 +5,7 @@
  */
 #include "agora.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -81,32 +82,42 @@ ag_write_all(int fd, const void *data, size_t len)
 	return 0;
 }
 
+/*
+ * Create or truncate path and write data to it, fsynced when sync is set.
+ * A file that could not be written whole is removed when drop is set.
+ */
+static int
+write_whole(const char *path, const void *data, size_t len, int mode, int sync, int drop)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+	int rc;
+
+	if (fd < 0)
+		return ag_error_sys(AG_ERROR, "cannot create '%s'", path);
+	if (ag_write_all(fd, data, len) < 0 || (sync && fsync(fd) < 0)) {
+		rc = ag_error_sys(AG_ERROR, "cannot write '%s'", path);
+		close(fd);
+	} else if (close(fd) < 0) {
+		rc = ag_error_sys(AG_ERROR, "cannot write '%s'", path);
+	} else {
+		return 0;
+	}
+	if (drop)
+		unlink(path);
+	return rc;
+}
+
 static int
 write_temp(const char *path, char *tmp, size_t tmpsize, const void *data,
     size_t len, int mode, int sync)
 {
 	const char *base = strrchr(path, '/');
-	int fd = -1;
 
 	base = base ? base + 1 : path;
 	if (ag_path(tmp, tmpsize, "%.*s.%s.tmp%ld", (int)(base - path), path,
 	    base, (long)getpid()) < 0)
 		return AG_EINVALID;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
-	if (fd < 0)
-		return ag_error_sys(AG_ERROR, "cannot create '%s'", tmp);
-	if (ag_write_all(fd, data, len) < 0 || (sync && fsync(fd) < 0)) {
-		int rc = ag_error_sys(AG_ERROR, "cannot write '%s'", tmp);
-		close(fd);
-		unlink(tmp);
-		return rc;
-	}
-	if (close(fd) < 0) {
-		int rc = ag_error_sys(AG_ERROR, "cannot write '%s'", tmp);
-		unlink(tmp);
-		return rc;
-	}
-	return 0;
+	return write_whole(tmp, data, len, mode, sync, 1);
 }
 
 static int
@@ -146,18 +157,7 @@ ag_write_replace(const char *path, const void *data, size_t len, int mode)
 int
 ag_write_fresh(const char *path, const void *data, size_t len, int mode)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
-
-	if (fd < 0)
-		return ag_error_sys(AG_ERROR, "cannot create '%s'", path);
-	if (ag_write_all(fd, data, len) < 0) {
-		int rc = ag_error_sys(AG_ERROR, "cannot write '%s'", path);
-		close(fd);
-		return rc;
-	}
-	if (close(fd) < 0)
-		return ag_error_sys(AG_ERROR, "cannot write '%s'", path);
-	return 0;
+	return write_whole(path, data, len, mode, 0, 0);
 }
 
 int
@@ -265,23 +265,49 @@ ag_exists(const char *path)
 	return lstat(path, &st) == 0;
 }
 
+int
+ag_dir_empty(const char *path)
+{
+	struct dirent *de;
+	DIR *d = opendir(path);
+	int empty = 1;
+
+	if (!d)
+		return errno == ENOENT ? 1 : -1;
+	while (empty && (de = readdir(d)))
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+			empty = 0;
+	closedir(d);
+	return empty;
+}
+
 /*
  * Poke agora-serve through the wake FIFO. Nobody listening is fine: the
  * open fails with ENXIO and cron's next tick sees the change anyway.
+ * With *fd >= 0 the descriptor is reused; one that fails (EPIPE: serve
+ * went away; SIGPIPE must be blocked or ignored) is closed, and the next
+ * poke opens the FIFO afresh.
  */
+void
+ag_wake_fd(int *fd, const char *dir)
+{
+	char path[AG_PATH_MAX];
+
+	if (*fd < 0 && ag_path(path, sizeof(path), "%s/wake", dir) == 0)
+		*fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	/* EAGAIN: a full FIFO already holds a wake-up */
+	if (*fd >= 0 && write(*fd, "!", 1) < 0 && errno != EAGAIN) {
+		close(*fd);
+		*fd = -1;
+	}
+}
+
 void
 ag_wake(const char *dir)
 {
-	char path[AG_PATH_MAX];
-	int fd;
+	int fd = -1;
 
-	if (ag_path(path, sizeof(path), "%s/wake", dir) < 0)
-		return;
-	fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	if (write(fd, "!", 1) < 0) {
-		/* a full FIFO already holds a wake-up */
-	}
-	close(fd);
+	ag_wake_fd(&fd, dir);
+	if (fd >= 0)
+		close(fd);
 }

@@ -5,10 +5,7 @@
  */
 #include "agora.h"
 
-#include <dirent.h>
-#include <errno.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "banned.h"
 
@@ -22,22 +19,6 @@ ag_state_dir(const char *opt)
 	if (env && *env)
 		return env;
 	return ".";
-}
-
-static int
-dir_empty(const char *path)
-{
-	struct dirent *de;
-	DIR *d = opendir(path);
-	int empty = 1;
-
-	if (!d)
-		return errno == ENOENT;
-	while (empty && (de = readdir(d)))
-		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-			empty = 0;
-	closedir(d);
-	return empty;
 }
 
 /*
@@ -58,7 +39,8 @@ ag_tick_idle(const char *dir)
 	if (ag_path(path, sizeof(path), "%s/agora.conf", dir) < 0 || !ag_exists(path))
 		return 0;	/* not a state tree: the full tick says so */
 	for (i = 0; sub[i]; i++)
-		if (ag_path(path, sizeof(path), "%s/%s", dir, sub[i]) < 0 || !dir_empty(path))
+		if (ag_path(path, sizeof(path), "%s/%s", dir, sub[i]) < 0 ||
+		    ag_dir_empty(path) != 1)
 			return 0;
 	return 1;
 }

@@ -275,19 +275,23 @@ sched_props(int n, unsigned long long seed)
 	return 0;
 }
 
-/* Two copies of one random DAG: a has its check list, b is looked at whole each time. */
+/*
+ * One copy of a random DAG, its items in plan order, order[] a topological
+ * order of them. advance-diff makes two: a keeps its check list, b is
+ * looked at whole each time.
+ */
 static struct ag_run *
-dag_run(int n, const size_t *const *deps, const size_t *ndeps)
+dag_run(int n, const size_t *const *deps, const size_t *ndeps, const size_t *order)
 {
 	struct ag_run *r = calloc(1, sizeof(*r));
-	size_t i, j, *indeg, head = 0, tail = 0;
+	size_t i, j;
 
 	r->id = calloc(1, 16);
 	snprintf(r->id, 16, "dag");
 	r->nitems = (size_t)n;
 	r->items = calloc((size_t)n + 1, sizeof(*r->items));
 	r->topo = calloc((size_t)n + 1, sizeof(*r->topo));
-	indeg = calloc((size_t)n + 1, sizeof(*indeg));
+	memcpy(r->topo, order, (size_t)n * sizeof(*r->topo));
 	for (i = 0; i < (size_t)n; i++) {
 		struct ag_item *it = &r->items[i];
 		it->id = ids[i];
@@ -295,23 +299,12 @@ dag_run(int n, const size_t *const *deps, const size_t *ndeps)
 		it->deps = calloc(ndeps[i] + 1, sizeof(size_t));
 		memcpy(it->deps, deps[i], ndeps[i] * sizeof(size_t));
 		it->rdeps = calloc((size_t)n + 1, sizeof(size_t));
-		indeg[i] = ndeps[i];
 	}
 	for (i = 0; i < (size_t)n; i++)
 		for (j = 0; j < ndeps[i]; j++) {
 			struct ag_item *d = &r->items[deps[i][j]];
 			d->rdeps[d->nrdeps++] = i;
 		}
-	for (i = 0; i < (size_t)n; i++)
-		if (!indeg[i])
-			r->topo[tail++] = i;
-	while (head < tail) {
-		struct ag_item *x = &r->items[r->topo[head++]];
-		for (j = 0; j < x->nrdeps; j++)
-			if (--indeg[x->rdeps[j]] == 0)
-				r->topo[tail++] = x->rdeps[j];
-	}
-	free(indeg);
 	r->count[AG_PENDING] = (size_t)n;
 	if (ag_run_index(r) < 0)
 		abort();
@@ -362,7 +355,10 @@ advance_diff(int n, unsigned long long seed)
 		size_t nitems = 1 + rnd(40), i, k, step, ndeps[64], store[64][4], perm[64];
 		const size_t *deps[64];
 		struct ag_run *a, *b;
-		/* a DAG on 0..n-1 (edges to lower numbers), placed in the plan shuffled */
+		/*
+		 * A DAG on 0..n-1 (edges to lower numbers), placed in the plan
+		 * shuffled: perm[] is then a topological order of the plan.
+		 */
 		for (i = 0; i < nitems; i++)
 			perm[i] = i;
 		for (i = nitems; i > 1; i--) {
@@ -382,8 +378,8 @@ advance_diff(int n, unsigned long long seed)
 			}
 			deps[p] = store[p];
 		}
-		a = dag_run((int)nitems, deps, ndeps);
-		b = dag_run((int)nitems, deps, ndeps);
+		a = dag_run((int)nitems, deps, ndeps, perm);
+		b = dag_run((int)nitems, deps, ndeps, perm);
 		for (step = 0; step < 4 * nitems; step++) {
 			struct ag_actions x = { 0 }, y = { 0 };
 			size_t pick = rnd((unsigned)nitems);
