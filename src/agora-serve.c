@@ -105,7 +105,7 @@ main(int argc, char **argv)
 	struct ag_tick_opts o = { 0 };
 	struct ag_tick_stats st;
 	struct watches w;
-	struct pollfd pfd[3];
+	struct pollfd pfd[4];
 	char path[AG_PATH_MAX];
 	const char *dir = NULL;
 	int64_t interval = 5000;
@@ -158,7 +158,7 @@ main(int argc, char **argv)
 		 * One resident supervisor runs this serve's attempts; without
 		 * it, each attempt gets an agora-exec of its own.
 		 */
-		if (sup < 0 && ag_spawn_resident(&sup, dir) < 0)
+		if (sup < 0 && ag_spawn_resident(&sup, &o.sup_pid, dir) < 0)
 			ag_warn("%s", ag_error_msg());
 		rc = ag_tick(&st, dir, &o, &cache);
 		if (rc < 0) {
@@ -185,7 +185,10 @@ main(int argc, char **argv)
 		pfd[1].events = POLLIN;
 		pfd[2].fd = wake_r;
 		pfd[2].events = POLLIN;
-		if (poll(pfd, 3, (int)timeout) < 0 && errno != EINTR) {
+		/* a resident supervisor that dies hangs up: the next tick looks at its leases */
+		pfd[3].fd = sup;
+		pfd[3].events = 0;
+		if (poll(pfd, sup >= 0 ? 4 : 3, (int)timeout) < 0 && errno != EINTR) {
 			ag_error_sys(AG_ERROR, "poll");
 			ag_die(AG_ERROR);
 		}

@@ -177,13 +177,18 @@ whys(struct ag_run *target, struct ag_run **runs, size_t nruns, const struct ag_
 		buf[0] = '\0';
 		if (it->status == AG_PENDING)
 			ag_sched_pending_reason(buf, sizeof(buf), target, i);
+		else if (it->status == AG_RUNNING && ag_item_staged(target, it))
+			snprintf(buf, sizeof(buf), "attempt %d, staged: starts when '%s' ends%s",
+			    it->attempt, target->items[it->after - 1].id,
+			    it->cancel_req || target->want_cancel ? ", cancelling" :
+			    it->drop_req ? ", dropping" : "");
 		else if (it->status == AG_RUNNING)
 			snprintf(buf, sizeof(buf), "attempt %d%s", it->attempt,
 			    it->cancel_req || target->want_cancel ? ", cancelling" :
 			    it->drop_req ? ", dropping" : "");
 		out[i] = strdup(buf);
 	}
-	if (!target->completed && ag_sched_pick(&a, runs, nruns, c, ag_now_ms()) == 0) {
+	if (!target->completed && ag_sched_pick(&a, runs, nruns, c, ag_now_ms(), 0) == 0) {
 		for (i = 0; i < a.len; i++) {
 			if (a.v[i].run != target)
 				continue;

@@ -160,6 +160,7 @@ int ag_map_get(const struct ag_map *m, const char *key, size_t *out);
 struct ag_queue {
 	char *name;
 	int concurrency;	/* 0 = unlimited */
+	int nostage;		/* stage = false: serve stages no attempt in this queue */
 };
 
 struct ag_executor {
@@ -309,6 +310,9 @@ struct ag_item {
 	int64_t retry_at;
 	int cancel_req;
 	int drop_req;
+	uint32_t after;		/* staged: 1 + the item whose attempt it follows, or 0 */
+	int after_attempt;	/* and that item's attempt */
+	pid_t sup;		/* its supervisor, as its lease last said (0: not read) */
 	uint32_t pos;		/* its place in the run's ready or running list */
 	uint32_t topo_pos;	/* its place in the run's topological order */
 	char *reason;
@@ -418,7 +422,8 @@ enum ag_action_kind {
 	AG_ACT_SKIP,
 	AG_ACT_FIRE,
 	AG_ACT_FAIL,
-	AG_ACT_WAIT
+	AG_ACT_WAIT,
+	AG_ACT_STAGE
 };
 
 struct ag_action {
@@ -428,6 +433,7 @@ struct ag_action {
 	char reason[256];
 	char blocked_by[AG_ID_MAX * 2 + 2];	/* run/item or item */
 	int64_t until;		/* a WAIT that ends by itself: when to look again */
+	size_t after;		/* a STAGE: the running item whose slot it takes when it ends */
 };
 
 struct ag_actions {
@@ -445,10 +451,21 @@ void ag_actions_release(struct ag_actions *a);
 int ag_sched_advance(struct ag_actions *out, struct ag_run *r);
 /*
  * Which ready items fire now, in fire order, across all active runs; the
- * others get a WAIT (or a FAIL for a slot wait timeout) saying why.
+ * others get a WAIT (or a FAIL for a slot wait timeout) saying why. With
+ * stage set to the pid of serve's resident supervisor (which can start an
+ * attempt the moment another ends), an item that only a full queue holds
+ * back, in a queue with stage on, may get a STAGE instead: it fires now,
+ * holding its locks and slots, and starts when the item named in after,
+ * which that supervisor runs, ends.
  */
 int ag_sched_pick(struct ag_actions *out, struct ag_run **runs, size_t nruns,
-    const struct ag_conf *c, int64_t now);
+    const struct ag_conf *c, int64_t now, pid_t stage);
+/*
+ * A staged attempt that has not taken its place yet: the attempt it
+ * follows still runs. It counts for no concurrency, but it holds its
+ * locks and slots.
+ */
+int ag_item_staged(const struct ag_run *r, const struct ag_item *it);
 /* Why a pending item waits ("dependency 'x' (running)"). */
 void ag_sched_pending_reason(char *out, size_t size, const struct ag_run *r, size_t item);
 
@@ -507,6 +524,7 @@ struct ag_tick_opts {
 	 * gone, the tick closes the socket and sets *sup to -1.
 	 */
 	int *sup;
+	pid_t sup_pid;		/* and its pid */
 };
 
 struct ag_tick_stats {
@@ -549,23 +567,31 @@ const char *ag_libexec_path(const char *prog, char *buf, size_t size);
 void ag_spawn_reap(void);
 /*
  * Start a resident supervisor (agora-exec -r) in a session of its own;
- * *out is serve's end of the socket that feeds it attempts.
+ * *out is serve's end of the socket that feeds it attempts, *pid its pid.
  */
-int ag_spawn_resident(int *out, const char *dir);
+int ag_spawn_resident(int *out, pid_t *pid, const char *dir);
 /*
  * Hand one attempt, with its lease and lock descriptors, to a resident
- * supervisor. AG_ELOCKED: the socket is full, try another way;
- * AG_ERROR: the supervisor is gone.
+ * supervisor; a staged one names the attempt of the same run (after,
+ * after_attempt) whose end starts it. AG_ELOCKED: the socket is full,
+ * try another way; AG_ERROR: the supervisor is gone.
  */
-int ag_spawn_send(int sock, const char *run, const char *item, int attempt, int lease_fd,
-    const int *lock_fds, size_t nlocks);
+int ag_spawn_send(int sock, const char *run, const char *item, int attempt, const char *after,
+    int after_attempt, int lease_fd, const int *lock_fds, size_t nlocks);
 /*
- * The attempts sent so far are durable intents now: start them. Until
- * then a resident supervisor only prepares them (their files, the
- * worker's argv and environment), and it drops them, unstarted, when the
- * socket closes first.
+ * The attempts sent so far are durable intents now: start them (a staged
+ * one when the attempt it follows has ended). Until then a resident
+ * supervisor only prepares them (their files, the worker's argv and
+ * environment), and it drops them, unstarted, when the socket closes
+ * first.
  */
 int ag_spawn_go(int sock);
+/*
+ * Drop a staged attempt that has not started: its lease is let go with
+ * no worker named in it, so the next tick calls it "not started". One
+ * that started already is left alone.
+ */
+int ag_spawn_drop(int sock, const char *run, const char *item, int attempt);
 
 /* ---- exec.c: the supervisor ---- */
 

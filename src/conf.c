@@ -235,6 +235,13 @@ set_key(struct ag_conf *c, const char *path, const char *name, const char *value
 			return ag_error_set(AG_ERROR, "out of memory");
 		if (strcmp(key, "concurrency") == 0)
 			return parse_int(&q->concurrency, value, 0, 1000000) ? bad(path, name, value, "a count (0 = unlimited)") : 0;
+		if (strcmp(key, "stage") == 0) {
+			int on;
+			if (git_config_parse_bool(&on, value) < 0)
+				return bad(path, name, value, "true or false");
+			q->nostage = !on;
+			return 0;
+		}
 		goto unknown;
 	}
 	if (strcmp(section, "executor") == 0) {

@@ -238,8 +238,15 @@ struct attempt {
 	struct envv env;
 	char *cwd;
 	char base[AG_OID_HEX], baseline[AG_OID_HEX];
-	int held;		/* prepared; waits for serve's "go" */
+	int held;		/* HELD_OFFERED or HELD_STAGED, or 0 once started */
+	char after[AG_ID_MAX + 1];	/* staged: the attempt of its run it follows */
+	int after_n;
 	struct result res;
+};
+
+enum {
+	HELD_OFFERED = 1,	/* prepared; waits for serve's "go" */
+	HELD_STAGED		/* durable; waits for the attempt it follows to end */
 };
 
 struct sup {
@@ -650,6 +657,61 @@ resolve(char *buf, size_t size, const char *prog, const char *p)
 	return NULL;
 }
 
+/*
+ * A resident supervisor starts the same few programs thousands of times:
+ * it remembers where each was found on a PATH for a second, and checks
+ * with one stat that the file is still there, instead of trying every
+ * directory of PATH for every worker (the same two checks as resolve).
+ */
+#define FOUND_MAX	16
+#define FOUND_MS	1000
+
+static struct found {
+	char *prog, *path, *where;
+	int64_t at;
+} found[FOUND_MAX];
+
+static const char *
+resolve_cached(char *buf, size_t size, const char *prog, const char *p)
+{
+	int64_t now = ag_mono_ms();
+	struct found *f, *old = &found[0];
+	struct stat st;
+	const char *where;
+	size_t i;
+
+	if (strchr(prog, '/'))
+		return prog;
+	for (i = 0; i < FOUND_MAX; i++) {
+		f = &found[i];
+		if (f->prog && now - f->at < FOUND_MS && strcmp(f->prog, prog) == 0 &&
+		    strcmp(f->path, p ? p : "") == 0 && access(f->where, X_OK) == 0 &&
+		    stat(f->where, &st) == 0 &&
+		    S_ISREG(st.st_mode) && strlen(f->where) < size) {
+			memcpy(buf, f->where, strlen(f->where) + 1);
+			return buf;
+		}
+		if (!f->prog || f->at < old->at)
+			old = f;
+	}
+	if (!(where = resolve(buf, size, prog, p)))
+		return NULL;
+	free(old->prog);
+	free(old->path);
+	free(old->where);
+	old->prog = strdup(prog);
+	old->path = strdup(p ? p : "");
+	old->where = strdup(where);
+	old->at = now;
+	if (!old->prog || !old->path || !old->where) {
+		free(old->prog);
+		free(old->path);
+		free(old->where);
+		old->prog = old->path = old->where = NULL;
+	}
+	return where;
+}
+
 /* Start the worker in a process group of its own. */
 static int
 start_worker(struct attempt *a)
@@ -662,7 +724,7 @@ start_worker(struct attempt *a)
 	w.a = a;
 	w.sup = getpid();
 	/* the worker's PATH; execve says what is wrong with a program not on it */
-	if (!(w.path = resolve(path, sizeof(path), a->argv[0], env_get(&a->env, "PATH"))))
+	if (!(w.path = resolve_cached(path, sizeof(path), a->argv[0], env_get(&a->env, "PATH"))))
 		w.path = a->argv[0];
 	w.null = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (w.null < 0 || pipe2(errpipe, O_CLOEXEC) < 0) {
@@ -1018,15 +1080,30 @@ sup_begin(struct sup *s, struct attempt *a, const char *run, const char *item, i
 	}
 }
 
-/* serve's "go": start every attempt it offered so far */
+/* Does the attempt that a staged one follows still run (or wait)? */
+static int
+leader_alive(const struct sup *s, const struct attempt *a)
+{
+	size_t i;
+
+	for (i = 0; i < s->len; i++) {
+		const struct attempt *b = s->v[i];
+		if (b != a && b->held != HELD_OFFERED && b->number == a->after_n &&
+		    strcmp(b->item, a->after) == 0 && strcmp(b->run, a->run) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* Start every durable attempt whose turn has come. */
 static void
-sup_go(struct sup *s)
+sup_launch(struct sup *s)
 {
 	size_t i = 0;
 
 	while (i < s->len) {
 		struct attempt *a = s->v[i];
-		if (!a->held) {
+		if (a->held != HELD_STAGED || (a->after[0] && leader_alive(s, a))) {
 			i++;
 			continue;
 		}
@@ -1040,25 +1117,61 @@ sup_go(struct sup *s)
 		/* it could not start: report it; the last attempt moves into its place */
 		s->v[i] = s->v[--s->len];
 		attempt_end(s, a);
+		i = 0;	/* one that followed it may start now */
 	}
+}
+
+/* serve's "go": what it offered so far is durable; start it, or stage it */
+static void
+sup_go(struct sup *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->len; i++)
+		if (s->v[i]->held == HELD_OFFERED)
+			s->v[i]->held = HELD_STAGED;
+	sup_launch(s);
 }
 
 /*
  * serve is gone, or it failed to make its intents durable: the attempts
- * it offered must not start. Letting go of a lease that names no worker
- * tells the next tick that its attempt did not start.
+ * it offered must not start (with all set, the staged ones neither: the
+ * supervisor stops). Letting go of a lease that names no worker tells
+ * the next tick that its attempt did not start.
  */
 static void
-sup_drop_held(struct sup *s)
+sup_drop_held(struct sup *s, int all)
 {
 	size_t i = 0;
 
 	while (i < s->len) {
-		if (s->v[i]->held) {
+		if (s->v[i]->held == HELD_OFFERED || (all && s->v[i]->held)) {
 			attempt_free(s->v[i]);
 			s->v[i] = s->v[--s->len];
 		} else {
 			i++;
+		}
+	}
+}
+
+/* serve's "drop RUN ITEM N": a staged attempt that must not start now */
+static void
+sup_unstage(struct sup *s, const char *text)
+{
+	char run[AG_ID_MAX + 1], item[AG_ID_MAX + 1];
+	int n;
+	size_t i;
+
+	if (sscanf(text, "drop %128s %128s %d", run, item, &n) != 3)
+		return;
+	for (i = 0; i < s->len; i++) {
+		struct attempt *a = s->v[i];
+		if (a->held == HELD_STAGED && a->number == n && strcmp(a->item, item) == 0 &&
+		    strcmp(a->run, run) == 0) {
+			attempt_free(a);
+			s->v[i] = s->v[--s->len];
+			ag_wake_fd(&s->wake, s->dir);	/* a tick requeues it now */
+			return;
 		}
 	}
 }
@@ -1080,7 +1193,7 @@ close_fds(const int *fds, size_t n)
 static int
 sup_receive(struct sup *s)
 {
-	char text[3 * AG_ID_MAX + 64], *item, *att, *end;
+	char text[4 * AG_ID_MAX + 64], *item, *att, *end, *lead = NULL, *lead_n = NULL;
 	union {
 		char buf[CMSG_SPACE(sizeof(int) * (AG_SUP_FDS_MAX + 1))];
 		struct cmsghdr align;
@@ -1092,7 +1205,7 @@ sup_receive(struct sup *s)
 	struct attempt *a;
 	size_t nfds = 0;
 	ssize_t n;
-	long attempt;
+	long attempt, after_n = 0;
 
 	memset(&msg, 0, sizeof(msg));
 	msg.msg_iov = &iov;
@@ -1114,8 +1227,11 @@ sup_receive(struct sup *s)
 			memcpy(&fds[nfds++], CMSG_DATA(c) + k * sizeof(int), sizeof(int));
 	}
 	text[n] = '\0';
-	if (n == 2 && nfds == 0 && memcmp(text, "go", 2) == 0) {
-		sup_go(s);
+	if (nfds == 0 && !(msg.msg_flags & MSG_TRUNC)) {
+		if (n == 2 && memcmp(text, "go", 2) == 0)
+			sup_go(s);
+		else if (n > 5 && memcmp(text, "drop ", 5) == 0)
+			sup_unstage(s, text);
 		return 1;
 	}
 	item = strchr(text, ' ');
@@ -1126,9 +1242,23 @@ sup_receive(struct sup *s)
 	}
 	*item++ = '\0';
 	*att++ = '\0';
+	/* "RUN ITEM N", or "RUN ITEM N LEADER M" for a staged attempt */
+	if ((lead = strchr(att, ' ')) != NULL) {
+		*lead++ = '\0';
+		if (!(lead_n = strchr(lead, ' '))) {
+			close_fds(fds, nfds);
+			return 1;
+		}
+		*lead_n++ = '\0';
+	}
 	errno = 0;
 	attempt = strtol(att, &end, 10);
-	if (errno || *end || attempt < 1 || attempt > 1000000 ||
+	if (!errno && !*end && lead) {
+		after_n = strtol(lead_n, &end, 10);
+		if (!errno && !*end && (after_n < 1 || ag_id_check(lead, strlen(lead)) < 0))
+			errno = EINVAL;
+	}
+	if (errno || *end || attempt < 1 || attempt > 1000000 || after_n > 1000000 ||
 	    ag_id_check(text, strlen(text)) < 0 || ag_id_check(item, strlen(item)) < 0 ||
 	    !(a = attempt_new(fds[0], fds + 1, nfds - 1))) {
 		close_fds(fds, nfds);
@@ -1136,7 +1266,11 @@ sup_receive(struct sup *s)
 	}
 	/* prepared now, started on "go", once the intent is durable */
 	attempt_prepare(s, a, text, item, (int)attempt);
-	a->held = 1;
+	a->held = HELD_OFFERED;
+	if (lead) {
+		snprintf(a->after, sizeof(a->after), "%s", lead);
+		a->after_n = (int)after_n;
+	}
 	if (sup_add(s, a) < 0)
 		attempt_free(a);	/* not started, as the next tick will see */
 	return 1;
@@ -1174,6 +1308,7 @@ sup_signals(struct sup *s)
 		int64_t now = ag_mono_ms();
 		if ((int)si.ssi_signo == SIGCHLD) {
 			sup_reap(s);
+			sup_launch(s);
 		} else if ((int)si.ssi_signo == AG_SIG_CANCEL) {
 			/* a tick cancels one attempt, named by its worker */
 			for (i = 0; i < s->len; i++)
@@ -1181,7 +1316,7 @@ sup_signals(struct sup *s)
 					attempt_stop(s->v[i], now);
 		} else {
 			/* TERM, INT, HUP: stop every worker, take no more */
-			sup_drop_held(s);
+			sup_drop_held(s, 1);
 			for (i = 0; i < s->len; i++)
 				attempt_stop(s->v[i], now);
 			if (s->sock >= 0) {
@@ -1272,8 +1407,8 @@ sup_loop(struct sup *s)
 			while ((r = sup_receive(s)) > 0)
 				;
 			if (r < 0) {
-				/* serve is gone: finish what runs, then go */
-				sup_drop_held(s);
+				/* serve is gone: finish what runs and what is staged, then go */
+				sup_drop_held(s, 0);
 				close(s->sock);
 				s->sock = -1;
 			}

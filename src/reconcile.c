@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +30,16 @@ struct ag_tick_cache {
 	struct stat conf_st;
 	int have_conf;
 	int64_t last_anchor;	/* when pending anchors were last tried */
+	int64_t last_sweep;	/* when every lease was last looked at */
 };
+
+/*
+ * serve's resident supervisor holds the leases of the attempts it runs
+ * for as long as serve's socket to it stays up, so a tick needs to look
+ * only for their result.json; it still looks at those leases this often,
+ * for a supervisor that hangs with its socket up.
+ */
+#define SWEEP_MS	1000
 
 /*
  * agora-serve ticks at every event: it hands checkpoints to the anchors
@@ -46,6 +56,7 @@ struct pending_spawn {
 	int *lock_fds;
 	size_t nlocks;
 	int offered;		/* sent to the resident supervisor, which waits for "go" */
+	size_t after;		/* staged: 1 + the item whose attempt's end starts it, or 0 */
 };
 
 struct tick {
@@ -62,6 +73,9 @@ struct tick {
 	int global_paused;	/* its standing PAUSE/RESUME state */
 	int64_t now;
 	struct ag_key *key;	/* the signing key, loaded when a run is to be sealed */
+	int sup;		/* serve's resident supervisor, or -1 */
+	pid_t sup_pid;
+	int sweep;		/* look at every lease, not only at result.json */
 };
 
 static void
@@ -531,6 +545,11 @@ reap_item(struct tick *t, struct ag_run *r, size_t item)
 		json_decref(result);
 		return rc;
 	}
+	if (t->sup >= 0 && it->sup == t->sup_pid && !t->sweep && !it->cancel_req &&
+	    !it->drop_req && !r->want_cancel &&
+	    !(it->after && (r->want_pause || r->global_paused)))
+		return 0;	/* serve's resident runs it, and holds its lease */
+	it->sup = 0;
 	if (!ag_lock_held(lease)) {
 		/* the supervisor is gone; it may have finished just now */
 		if (ag_exists(res))
@@ -541,8 +560,21 @@ reap_item(struct tick *t, struct ag_run *r, size_t item)
 			kill(-pgid, SIGKILL);	/* no orphan outlives its supervisor */
 		return finish(t, r, item, NULL, "lease lost");
 	}
-	if (read_pids(r, item, it->attempt, &pid, &pgid) < 0)
-		return 0;	/* just started: it has not written its pid yet */
+	if (read_pids(r, item, it->attempt, &pid, &pgid) < 0) {
+		/*
+		 * Staged and not started yet, or just started: no pid yet.
+		 * A staged one that must not start now goes back unstarted
+		 * (a tick without serve's supervisor cannot reach it: it
+		 * stops it once it runs).
+		 */
+		if (it->after && t->sup >= 0 && (it->cancel_req || it->drop_req ||
+		    r->want_cancel || r->want_pause || r->global_paused) &&
+		    ag_spawn_drop(t->sup, r->id, it->id, it->attempt) < 0)
+			warn(t, "", ag_error_msg());
+		return 0;
+	}
+	/* a staged item may follow it: the resident starts that one when it ends */
+	it->sup = pid;
 	if ((it->cancel_req || it->drop_req || r->want_cancel) && pgid) {
 		/* the supervisor stops that worker's group, then reports */
 		union sigval v;
@@ -780,12 +812,12 @@ consumed_needs(const json_t *spec)
 }
 
 static int
-fire(struct tick *t, struct ag_run *r, size_t item)
+fire(struct tick *t, struct ag_run *r, size_t item, size_t after)
 {
 	struct ag_item *it = &r->items[item];
 	int attempt = it->attempt + 1;
 	char path[AG_PATH_MAX], lname[256];
-	struct pending_spawn s = { r, item, attempt, -1, NULL, 0, 0 };
+	struct pending_spawn s = { r, item, attempt, -1, NULL, 0, 0, after };
 	json_t *spec, *ev, *needs = NULL;
 	struct stat st;
 	char *text;
@@ -861,6 +893,11 @@ fire(struct tick *t, struct ag_run *r, size_t item)
 			goto fail;
 	}
 	ev = item_event(r, "item.running", "running", attempt);
+	if (after) {
+		/* staged: it starts when this attempt ends, and takes its place */
+		json_object_set_new(ev, "after", json_string(r->items[after - 1].id));
+		json_object_set_new(ev, "afterAttempt", json_integer(r->items[after - 1].attempt));
+	}
 	if (needs) {
 		json_object_set_new(ev, "needs", needs);
 		needs = NULL;
@@ -890,10 +927,11 @@ spawn_fds(int *fds, const struct pending_spawn *s)
 
 /* serve starts another resident supervisor before its next tick */
 static void
-drop_resident(const struct ag_tick_opts *o)
+drop_resident(struct tick *t, const struct ag_tick_opts *o)
 {
 	close(*o->sup);
 	*o->sup = -1;
+	t->sup = -1;
 }
 
 /*
@@ -911,9 +949,10 @@ offer_all(struct tick *t, const struct ag_tick_opts *o)
 	for (i = 0; i < t->nspawns && o->sup && *o->sup >= 0; i++) {
 		struct pending_spawn *s = &t->spawns[i];
 		int fds[AG_LOCKS_MAX], sent;
+		const struct ag_item *lead = s->after ? &s->run->items[s->after - 1] : NULL;
 		n = spawn_fds(fds, s);
 		sent = ag_spawn_send(*o->sup, s->run->id, s->run->items[s->item].id, s->attempt,
-		    s->lease_fd, fds, n);
+		    lead ? lead->id : NULL, lead ? lead->attempt : 0, s->lease_fd, fds, n);
 		/*
 		 * The ones it already got go with it, unstarted: the next tick
 		 * requeues them. Starting them here as well could race with
@@ -921,9 +960,11 @@ offer_all(struct tick *t, const struct ag_tick_opts *o)
 		 */
 		if (sent == AG_ERROR) {
 			warn(t, "", ag_error_msg());
-			drop_resident(o);
+			drop_resident(t, o);
 		}
 		s->offered = sent == 0;
+		if (s->offered)
+			s->run->items[s->item].sup = t->sup_pid;
 	}
 }
 
@@ -938,15 +979,20 @@ spawn_all(struct tick *t, const struct ag_tick_opts *o)
 	if (offered && *o->sup >= 0 && ag_spawn_go(*o->sup) < 0) {
 		/* it drops what it holds; the next tick requeues those, not started */
 		warn(t, "", ag_error_msg());
-		drop_resident(o);
+		drop_resident(t, o);
 	}
 	for (i = 0; i < t->nspawns; i++) {
 		struct pending_spawn *s = &t->spawns[i];
 		const char *item = s->run->items[s->item].id;
 		int fds[AG_LOCKS_MAX];
 		n = spawn_fds(fds, s);
-		if (!s->offered && ag_spawn_supervisor(t->dir, s->run->id, item, s->attempt,
-		    s->lease_fd, fds, n) < 0 && rc == 0) {
+		/*
+		 * A staged attempt no resident holds must not start beside the
+		 * one it follows: its lease let go with no worker named in
+		 * it, the next tick requeues it, not started.
+		 */
+		if (!s->offered && !s->after && ag_spawn_supervisor(t->dir, s->run->id, item,
+		    s->attempt, s->lease_fd, fds, n) < 0 && rc == 0) {
 			/* the next tick finds the lease free and calls the attempt lost */
 			warn(t, "", ag_error_msg());
 			rc = AG_ERROR;
@@ -1457,10 +1503,11 @@ pick(struct tick *t)
 	size_t i, nfire = 0;
 	int rc;
 
-	if ((rc = ag_sched_pick(&a, t->runs, t->nruns, &t->conf, t->now)) < 0)
+	if ((rc = ag_sched_pick(&a, t->runs, t->nruns, &t->conf, t->now,
+	    t->sup >= 0 ? t->sup_pid : 0)) < 0)
 		return rc;
 	for (i = 0; i < a.len; i++)
-		nfire += a.v[i].kind == AG_ACT_FIRE;
+		nfire += a.v[i].kind == AG_ACT_FIRE || a.v[i].kind == AG_ACT_STAGE;
 	t->spawns = calloc(nfire + 1, sizeof(*t->spawns));
 	if (!t->spawns) {
 		ag_actions_release(&a);
@@ -1471,8 +1518,8 @@ pick(struct tick *t)
 		if (x->kind == AG_ACT_WAIT && x->until > t->now &&
 		    (!t->stats->next_at || x->until < t->stats->next_at))
 			t->stats->next_at = x->until;
-		if (x->kind == AG_ACT_FIRE) {
-			rc = fire(t, x->run, x->item);
+		if (x->kind == AG_ACT_FIRE || x->kind == AG_ACT_STAGE) {
+			rc = fire(t, x->run, x->item, x->kind == AG_ACT_STAGE ? x->after + 1 : 0);
 			if (rc == AG_ELOCKED) {
 				/* a lock agora does not know of: try again next tick */
 				warn(t, "", ag_error_msg());
@@ -1576,6 +1623,8 @@ ag_tick(struct ag_tick_stats *out, const char *dir, const struct ag_tick_opts *o
 	memset(&t, 0, sizeof(t));
 	t.dir = dir;
 	t.stats = out;
+	t.sup = o->sup ? *o->sup : -1;
+	t.sup_pid = o->sup_pid;
 	ag_buf_init(&t.warn, 1u << 20);
 	ag_buf_init(&t.global, 0);
 	/* one tick at a time all the same: -n still says when another holds the lock */
@@ -1602,6 +1651,15 @@ ag_tick(struct ag_tick_stats *out, const char *dir, const struct ag_tick_opts *o
 	}
 	ag_spawn_reap();
 	t.now = ag_now_ms();
+	if (t.sup >= 0) {
+		struct pollfd p = { t.sup, 0, 0 };
+		/* a resident that is gone lets go of its leases: look at them all */
+		if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR)))
+			drop_resident(&t, o);
+	}
+	t.sweep = !cache || t.sup < 0 || t.now - cache->last_sweep >= SWEEP_MS;
+	if (cache && t.sweep)
+		cache->last_sweep = t.now;
 	read_global(&t);
 	if ((rc = ingest(&t)) < 0)
 		goto out;
@@ -1630,7 +1688,7 @@ ag_tick(struct ag_tick_stats *out, const char *dir, const struct ag_tick_opts *o
 	for (i = 0; i < t.nruns; i++)
 		if ((rc = ag_run_sync(t.runs[i])) < 0) {
 			if (o->sup && *o->sup >= 0)
-				drop_resident(o);	/* what it holds must never start */
+				drop_resident(&t, o);	/* what it holds must never start */
 			goto out;
 		}
 	spawn_all(&t, o);

@@ -294,12 +294,101 @@ use_of(struct usage *u, size_t n, const char *name)
 	return NULL;
 }
 
+/*
+ * The items that a staged item may follow: running under serve's resident
+ * supervisor (only it knows when they end), or firing now (they go to it
+ * too), not staged themselves, and followed by no staged item yet. The
+ * running ones come first, a run's entries together and in item order.
+ */
+struct leaders {
+	struct cand *v;
+	unsigned char *taken;
+	size_t len;
+};
+
+static int
+cand_item_cmp(const void *a, const void *b)
+{
+	const struct cand *x = a, *y = b;
+
+	return x->item < y->item ? -1 : x->item > y->item;
+}
+
+static int
+leaders_init(struct leaders *l, struct ag_run **runs, size_t nruns, size_t ncands, pid_t stage)
+{
+	size_t i, k, n = ncands, first;
+
+	for (i = 0; i < nruns; i++)
+		n += runs[i]->nrunning;
+	l->len = 0;
+	l->v = calloc(n + 1, sizeof(*l->v));
+	l->taken = calloc(n + 1, 1);
+	if (!l->v || !l->taken)
+		return ag_error_set(AG_ERROR, "out of memory");
+	for (i = 0; i < nruns; i++) {
+		struct ag_run *r = runs[i];
+		first = l->len;
+		for (k = 0; k < r->nrunning; k++)
+			if (r->items[r->running[k]].sup == stage &&
+			    !ag_item_staged(r, &r->items[r->running[k]])) {
+				l->v[l->len].run = r;
+				l->v[l->len++].item = r->running[k];
+			}
+		qsort(l->v + first, l->len - first, sizeof(*l->v), cand_item_cmp);
+		for (k = 0; k < r->nrunning; k++) {
+			const struct ag_item *it = &r->items[r->running[k]];
+			struct cand key = { r, it->after - 1 }, *at;
+			if (!ag_item_staged(r, it))
+				continue;
+			at = bsearch(&key, l->v + first, l->len - first, sizeof(*l->v), cand_item_cmp);
+			if (at)
+				l->taken[at - l->v] = 1;
+		}
+	}
+	return 0;
+}
+
+/* A leader of run r that no staged item follows yet, taken for one; or -1. */
+static ssize_t
+leader_take(struct leaders *l, const struct ag_run *r)
+{
+	size_t i;
+
+	for (i = 0; i < l->len; i++)
+		if (l->v[i].run == r && !l->taken[i]) {
+			l->taken[i] = 1;
+			return (ssize_t)l->v[i].item;
+		}
+	return -1;
+}
+
+/* Would the item's slots and locks let it fire, if its queue had room? */
+static int
+fits(const struct ag_item *it, const struct ag_conf *c, struct usage *su,
+    const struct holders *h)
+{
+	size_t k, at;
+
+	for (k = 0; k < it->nslots; k++) {
+		const struct ag_slot *sc = ag_conf_slot(c, it->slots[k].name);
+		struct usage *s = use_of(su, c->nslots, it->slots[k].name);
+		if (!sc || !s || s->used + it->slots[k].n > sc->capacity)
+			return 0;
+	}
+	for (k = 0; k < it->nlocks; k++)
+		if (ag_map_get(&h->map, it->locks[k], &at) == 0)
+			return 0;
+	return 1;
+}
+
 int
 ag_sched_pick(struct ag_actions *out, struct ag_run **runs, size_t nruns,
-    const struct ag_conf *c, int64_t now)
+    const struct ag_conf *c, int64_t now, pid_t stage)
 {
 	struct usage *qu = NULL, *su = NULL;
 	struct holders h = { 0 };
+	struct leaders lead = { 0 };
 	struct cand *cands = NULL;
 	size_t ncands = 0, i, j, k;
 	int running = 0, rc = 0;
@@ -322,9 +411,12 @@ ag_sched_pick(struct ag_actions *out, struct ag_run **runs, size_t nruns,
 		for (k = 0; k < r->nrunning; k++) {
 			size_t m;
 			struct ag_item *it = &r->items[j = r->running[k]];
-			running++;
-			if (q)
-				q->used++;
+			/* a staged item counts once it has taken its place */
+			if (!ag_item_staged(r, it)) {
+				running++;
+				if (q)
+					q->used++;
+			}
 			for (m = 0; m < it->nslots; m++) {
 				struct usage *s = use_of(su, c->nslots, it->slots[m].name);
 				if (s)
@@ -336,6 +428,8 @@ ag_sched_pick(struct ag_actions *out, struct ag_run **runs, size_t nruns,
 		}
 	}
 	if (!ncands)
+		goto out;
+	if (stage && (rc = leaders_init(&lead, runs, nruns, ncands, stage)) < 0)
 		goto out;
 	cands = calloc(ncands, sizeof(*cands));
 	if (!cands) {
@@ -386,14 +480,30 @@ ag_sched_pick(struct ag_actions *out, struct ag_run **runs, size_t nruns,
 			snprintf(a->reason, sizeof(a->reason), "queue '%s' is not configured", r->queue);
 			continue;
 		}
-		if (qc->concurrency && q->used >= qc->concurrency) {
+		if (qc->concurrency && q->used >= qc->concurrency)
 			snprintf(a->reason, sizeof(a->reason), "queue '%s' full (%d/%d)",
 			    r->queue, q->used, qc->concurrency);
-			continue;
-		}
-		if (c->concurrency && running >= c->concurrency) {
+		else if (c->concurrency && running >= c->concurrency)
 			snprintf(a->reason, sizeof(a->reason), "global concurrency full (%d/%d)",
 			    running, c->concurrency);
+		if (a->reason[0]) {
+			ssize_t after;
+			/*
+			 * Staged behind an item of its own run, it takes that
+			 * item's place in both counts when it ends; it holds its
+			 * slots and locks from now on.
+			 */
+			if (!stage || qc->nostage || !fits(it, c, su, &h) ||
+			    (after = leader_take(&lead, r)) < 0)
+				continue;
+			a->kind = AG_ACT_STAGE;
+			a->after = (size_t)after;
+			a->reason[0] = '\0';
+			for (k = 0; k < it->nslots; k++)
+				use_of(su, c->nslots, it->slots[k].name)->used += it->slots[k].n;
+			for (k = 0; k < it->nlocks; k++)
+				if ((rc = hold(&h, it->locks[k], r, cands[i].item, 0)) < 0)
+					goto out;
 			continue;
 		}
 		for (k = 0; k < it->nslots; k++) {
@@ -437,6 +547,11 @@ ag_sched_pick(struct ag_actions *out, struct ag_run **runs, size_t nruns,
 		a->kind = AG_ACT_FIRE;
 		running++;
 		q->used++;
+		if (stage) {
+			/* it goes to the resident supervisor too: one may follow it */
+			lead.v[lead.len].run = r;
+			lead.v[lead.len++].item = cands[i].item;
+		}
 		for (k = 0; k < it->nslots; k++)
 			use_of(su, c->nslots, it->slots[k].name)->used += it->slots[k].n;
 		for (k = 0; k < it->nlocks; k++)
@@ -444,6 +559,8 @@ ag_sched_pick(struct ag_actions *out, struct ag_run **runs, size_t nruns,
 				goto out;
 	}
 out:
+	free(lead.v);
+	free(lead.taken);
 	free(cands);
 	free(qu);
 	free(su);

@@ -66,7 +66,7 @@ ag_libexec_path(const char *prog, char *buf, size_t size)
  * else. The tick reaps finished supervisors with ag_spawn_reap().
  */
 static int
-spawn_exec(char **argv, const int *fds, size_t nfds, const char *what)
+spawn_exec(pid_t *out, char **argv, const int *fds, size_t nfds, const char *what)
 {
 	extern char **environ;
 	char exe[AG_PATH_MAX];
@@ -110,6 +110,8 @@ spawn_exec(char **argv, const int *fds, size_t nfds, const char *what)
 	if (err) {
 		errno = err;
 		rc = ag_error_sys(AG_ERROR, "cannot start agora-exec for %s", what);
+	} else if (out) {
+		*out = pid;
 	}
 close:
 	for (i = 0; i < n; i++)
@@ -135,11 +137,11 @@ ag_spawn_supervisor(const char *dir, const char *run, const char *item, int atte
 	fds[0] = lease_fd;
 	for (i = 0; i < nlocks; i++)
 		fds[i + 1] = lock_fds[i];
-	return spawn_exec(argv, fds, nlocks + 1, what);
+	return spawn_exec(NULL, argv, fds, nlocks + 1, what);
 }
 
 int
-ag_spawn_resident(int *out, const char *dir)
+ag_spawn_resident(int *out, pid_t *pid, const char *dir)
 {
 	char *argv[] = { "agora-exec", "-d", (char *)dir, "-r", NULL };
 	int sv[2];
@@ -148,7 +150,7 @@ ag_spawn_resident(int *out, const char *dir)
 	*out = -1;
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		return ag_error_sys(AG_ERROR, "cannot make a socket for the supervisor");
-	rc = spawn_exec(argv, &sv[1], 1, "the resident supervisor");
+	rc = spawn_exec(pid, argv, &sv[1], 1, "the resident supervisor");
 	close(sv[1]);
 	if (rc < 0) {
 		close(sv[0]);
@@ -159,8 +161,8 @@ ag_spawn_resident(int *out, const char *dir)
 }
 
 int
-ag_spawn_send(int sock, const char *run, const char *item, int attempt, int lease_fd,
-    const int *lock_fds, size_t nlocks)
+ag_spawn_send(int sock, const char *run, const char *item, int attempt, const char *after,
+    int after_attempt, int lease_fd, const int *lock_fds, size_t nlocks)
 {
 	char text[3 * AG_ID_MAX + 64];
 	union {
@@ -175,7 +177,11 @@ ag_spawn_send(int sock, const char *run, const char *item, int attempt, int leas
 
 	if (n > AG_SCM_FDS_MAX)
 		return ag_error_set(AG_ELOCKED, "too many locks to hand over for %s/%s", run, item);
-	len = snprintf(text, sizeof(text), "%s %s %d", run, item, attempt);
+	if (after)
+		len = snprintf(text, sizeof(text), "%s %s %d %s %d", run, item, attempt, after,
+		    after_attempt);
+	else
+		len = snprintf(text, sizeof(text), "%s %s %d", run, item, attempt);
 	if (len < 0 || (size_t)len >= sizeof(text))
 		return ag_error_set(AG_EINVALID, "ids too long for %s/%s", run, item);
 	memset(&msg, 0, sizeof(msg));
@@ -203,15 +209,33 @@ ag_spawn_send(int sock, const char *run, const char *item, int attempt, int leas
 	return 0;
 }
 
-int
-ag_spawn_go(int sock)
+/* A message with no descriptors: "go", or "drop RUN ITEM ATTEMPT". */
+static int
+send_word(int sock, const char *text, size_t len)
 {
-	while (send(sock, "go", 2, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+	while (send(sock, text, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
 		if (errno == EINTR)
 			continue;
 		return ag_error_sys(AG_ERROR, "cannot reach the resident supervisor");
 	}
 	return 0;
+}
+
+int
+ag_spawn_go(int sock)
+{
+	return send_word(sock, "go", 2);
+}
+
+int
+ag_spawn_drop(int sock, const char *run, const char *item, int attempt)
+{
+	char text[3 * AG_ID_MAX + 64];
+	int len = snprintf(text, sizeof(text), "drop %s %s %d", run, item, attempt);
+
+	if (len < 0 || (size_t)len >= sizeof(text))
+		return ag_error_set(AG_EINVALID, "ids too long for %s/%s", run, item);
+	return send_word(sock, text, (size_t)len);
 }
 
 void

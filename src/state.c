@@ -137,6 +137,17 @@ set_reason(struct ag_item *it, const json_t *ev)
 }
 
 int
+ag_item_staged(const struct ag_run *r, const struct ag_item *it)
+{
+	const struct ag_item *p;
+
+	if (!it->after || it->status != AG_RUNNING)
+		return 0;
+	p = &r->items[it->after - 1];
+	return p->status == AG_RUNNING && p->attempt == it->after_attempt;
+}
+
+int
 ag_run_item(const struct ag_run *r, const char *id, size_t *out)
 {
 	return ag_map_get(&r->idx, id, out);
@@ -259,9 +270,15 @@ ag_run_apply(struct ag_run *r, const json_t *ev)
 		set_status(r, it, AG_READY);
 		it->ready_at = ev_time(ev, "at");
 	} else if (strcmp(e, "item.running") == 0) {
+		const char *after = json_string_value(json_object_get(ev, "after"));
+		size_t p;
 		set_status(r, it, AG_RUNNING);
 		it->attempt = (int)json_integer_value(json_object_get(ev, "attempt"));
 		it->drop_req = 0;
+		/* staged: it takes the place of that attempt when it ends */
+		it->after = after && ag_map_get(&r->idx, after, &p) == 0 && &r->items[p] != it ?
+		    (uint32_t)p + 1 : 0;
+		it->after_attempt = (int)json_integer_value(json_object_get(ev, "afterAttempt"));
 	} else if (strcmp(e, "item.retrying") == 0) {
 		const char *why = json_string_value(json_object_get(ev, "reason"));
 		set_status(r, it, AG_READY);

@@ -175,3 +175,114 @@ start_serve() {
 	assert_equal "$(item_status r a)" done
 	assert_equal "$(outcome r)" succeeded
 }
+
+# staged T ITEM AFTER: wait until ITEM's attempt 1 is staged behind AFTER's
+staged() {
+	wait_for "grep -q '\"item\":\"$1\",\"status\":\"running\",\"attempt\":1,\"after\":\"$2\",\"afterAttempt\":1,' $D/runs/r/status.jsonl" 30
+}
+
+@test "serve stages an item behind a running one; it starts when that one ends, within the cap" {
+	agora_init queue.default.concurrency 1
+	T=$BATS_TEST_TMPDIR
+	plan p.json r "$(hold a),$(hold b)"
+	start_serve 60s
+	agora-submit p.json
+	attempt_pids r a 1
+	staged b a
+	# its intent is durable and it holds its place, but it has not started
+	[ ! -s "$D/runs/r/items/b/1/lease" ]
+	[ ! -e "$T/b.started" ]
+	run -0 agora-status r b
+	assert_line "why:       attempt 1, staged: starts when 'a' ends"
+	touch "$T/a.release"
+	wait_for "[ -e $T/b.started ]"
+	touch "$T/b.release"
+	run -0 agora-watch -t 30 r
+	kill "$SERVE"; wait "$SERVE"
+	# b started after a ended: one worker at a time
+	a_end=$(sed -n 's/.*"endedAt": "\(.*\)".*/\1/p' "$D/runs/r/items/a/1/result.json")
+	b_start=$(sed -n 's/.*"startedAt": "\(.*\)".*/\1/p' "$D/runs/r/items/b/1/result.json")
+	[[ ! "$b_start" < "$a_end" ]]
+	assert_equal "$(outcome r)" succeeded
+}
+
+@test "a staged item that is cancelled never starts" {
+	agora_init queue.default.concurrency 1
+	T=$BATS_TEST_TMPDIR
+	plan p.json r "$(hold a),$(hold b)"
+	start_serve 60s
+	agora-submit p.json
+	attempt_pids r a 1
+	staged b a
+	run -0 agora-ctl r CANCEL b
+	wait_for '[ "$(item_status r b)" = cancelled ]' 30
+	touch "$T/a.release"
+	run -1 agora-watch -t 30 r
+	kill "$SERVE"; wait "$SERVE"
+	[ ! -e "$T/b.started" ]
+	run -0 grep '"item":"b","status":"cancelled"' "$D/runs/r/status.jsonl"
+	assert_output --partial '"event":"item.cancelled","item":"b","status":"cancelled","attempt":1,"reason":"cancelled"'
+	assert_equal "$(item_status r a)" done
+}
+
+@test "PAUSE sends a staged item back to ready, not started; RESUME runs it" {
+	agora_init queue.default.concurrency 1
+	T=$BATS_TEST_TMPDIR
+	plan p.json r "$(hold a),$(item b "touch $T/b.started")"
+	start_serve 60s
+	agora-submit p.json
+	attempt_pids r a 1
+	staged b a
+	run -0 agora-ctl r PAUSE
+	wait_for "grep -q '\"item\":\"b\",\"status\":\"ready\",\"attempt\":1,\"reason\":\"not started\"' $D/runs/r/status.jsonl" 30
+	touch "$T/a.release"
+	wait_for '[ "$(item_status r a)" = done ]' 30
+	[ ! -e "$T/b.started" ]
+	assert_equal "$(item_status r b)" ready
+	run -0 agora-ctl r RESUME
+	run -0 agora-watch -t 30 r
+	kill "$SERVE"; wait "$SERVE"
+	[ -e "$T/b.started" ]
+	# the attempt that never started is not counted as a failure
+	run -0 grep '"item":"b","status":"done"' "$D/runs/r/status.jsonl"
+	assert_output --partial '"attempt":2,'
+}
+
+@test "after kill -9 of serve a staged item still starts when the one it follows ends, once" {
+	agora_init queue.default.concurrency 1
+	T=$BATS_TEST_TMPDIR
+	plan p.json r "$(hold a),$(item b "echo x >> $T/b.runs")"
+	start_serve 60s
+	agora-submit p.json
+	attempt_pids r a 1
+	staged b a
+	kill -9 "$SERVE"
+	wait "$SERVE" || true
+	touch "$T/a.release"
+	wait_for "[ -e $D/runs/r/items/b/1/result.json ]"
+	drive r
+	assert_equal "$(outcome r)" succeeded
+	assert_equal "$(cat "$T/b.runs")" x
+	assert_equal "$(grep -c '"item":"b","status":"running"' "$D/runs/r/status.jsonl")" 1
+}
+
+@test "a queue with stage = false gets no staged items" {
+	agora_init queue.default.concurrency 1 queue.default.stage false
+	T=$BATS_TEST_TMPDIR
+	plan p.json r "$(hold a),$(item b true)"
+	start_serve 60s
+	agora-submit p.json
+	attempt_pids r a 1
+	run -0 agora-status r b
+	assert_line "why:       queue 'default' full (1/1)"
+	touch "$T/a.release"
+	run -0 agora-watch -t 30 r
+	kill "$SERVE"; wait "$SERVE"
+	run ! grep -q '"after"' "$D/runs/r/status.jsonl"
+}
+
+@test "a queue's stage must be a boolean: serve says which key of agora.conf is wrong" {
+	agora_init queue.default.stage sometimes
+	run -100 --separate-stderr agora-serve -i 60s
+	assert_stderr "agora-serve: $D/agora.conf: bad value 'sometimes' for 'queue.default.stage': expected true or false"
+}

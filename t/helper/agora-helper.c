@@ -146,25 +146,45 @@ rank_le(const struct ag_run *ra, const struct ag_item *a, size_t ia,
 	return ia < ib;
 }
 
+/* the pid of the resident supervisor that sched-props stages for */
+#define RESIDENT	42
+
+static size_t
+run_no(struct ag_run **runs, size_t nruns, const struct ag_run *r)
+{
+	size_t i;
+
+	for (i = 0; i < nruns && runs[i] != r; i++)
+		;
+	return i;
+}
+
 static int
 check(struct ag_run **runs, size_t nruns, const struct ag_conf *c)
 {
 	struct ag_actions a = { 0 };
 	const char *holder[6] = { 0 };
 	int per_queue[2] = { 0, 0 }, total = 0, llm = 0;
+	unsigned char led[3][64] = { { 0 } };	/* 1: may lead, 2: followed */
 	size_t i, j, k, fired = 0;
 	const struct ag_action *last = NULL;
 
-	if (ag_sched_pick(&a, runs, nruns, c, 1000) < 0)
+	if (ag_sched_pick(&a, runs, nruns, c, 1000, RESIDENT) < 0)
 		return printf("pick failed: %s\n", ag_error_msg()), 1;
-	/* what runs already */
+	/* what runs already; a staged item holds locks and slots, but no concurrency */
 	for (i = 0; i < nruns; i++)
 		for (j = 0; j < runs[i]->nitems; j++) {
 			const struct ag_item *it = &runs[i]->items[j];
 			if (it->status != AG_RUNNING)
 				continue;
-			total++;
-			per_queue[strcmp(runs[i]->queue, "default") != 0]++;
+			if (ag_item_staged(runs[i], it)) {
+				led[i][it->after - 1] = 2;
+			} else {
+				total++;
+				per_queue[strcmp(runs[i]->queue, "default") != 0]++;
+				if (it->sup == RESIDENT && !led[i][j])
+					led[i][j] = 1;
+			}
 			for (k = 0; k < it->nslots; k++)
 				llm += it->slots[k].n;
 			for (k = 0; k < it->nlocks; k++)
@@ -180,7 +200,7 @@ check(struct ag_run **runs, size_t nruns, const struct ag_conf *c)
 		    x->run, it, x->item))
 			return printf("actions out of fire order at %zu\n", i), 1;
 		last = x;
-		if (x->kind != AG_ACT_FIRE) {
+		if (x->kind != AG_ACT_FIRE && x->kind != AG_ACT_STAGE) {
 			if (!x->reason[0])
 				return printf("a waiting item has no reason\n"), 1;
 			continue;
@@ -188,8 +208,18 @@ check(struct ag_run **runs, size_t nruns, const struct ag_conf *c)
 		fired++;
 		if (x->run->paused || it->retry_at > 1000)
 			return printf("fired a paused or backing-off item\n"), 1;
-		total++;
-		per_queue[q]++;
+		if (x->kind == AG_ACT_STAGE) {
+			/* behind one item of its own run that the resident runs, alone */
+			size_t rn = run_no(runs, nruns, x->run);
+			if (led[rn][x->after] != 1)
+				return printf("staged %s behind %s, which cannot lead\n", it->id,
+				    x->run->items[x->after].id), 1;
+			led[rn][x->after] = 2;
+		} else {
+			total++;
+			per_queue[q]++;
+			led[run_no(runs, nruns, x->run)][x->item] = 1;	/* it may lead too */
+		}
 		for (k = 0; k < it->nslots; k++)
 			llm += it->slots[k].n;
 		for (k = 0; k < it->nlocks; k++) {
@@ -220,7 +250,7 @@ check(struct ag_run **runs, size_t nruns, const struct ag_conf *c)
 static int
 sched_props(int n, unsigned long long seed)
 {
-	struct ag_queue qs[2] = { { "default", 0 }, { "other", 0 } };
+	struct ag_queue qs[2] = { { "default", 0, 0 }, { "other", 0, 0 } };
 	struct ag_slot slots[1] = { { "llm", 2, 0 } };
 	struct ag_conf c;
 	int t;
@@ -254,13 +284,30 @@ sched_props(int n, unsigned long long seed)
 			}
 		}
 		{
+			/*
+			 * What fires runs under the resident or elsewhere; what
+			 * is staged follows its leader, which may have ended.
+			 */
 			struct ag_actions first = { 0 };
-			if (ag_sched_pick(&first, runs, nruns, &c, 1000) < 0)
+			if (ag_sched_pick(&first, runs, nruns, &c, 1000, RESIDENT) < 0)
 				return 1;
+			for (i = 0; i < first.len; i++) {
+				struct ag_action *x = &first.v[i];
+				struct ag_item *it = &x->run->items[x->item];
+				if (x->kind == AG_ACT_FIRE) {
+					ag_run_set_status(x->run, x->item, AG_RUNNING);
+					it->sup = rnd(3) ? RESIDENT : 7;
+				} else if (x->kind == AG_ACT_STAGE) {
+					ag_run_set_status(x->run, x->item, AG_RUNNING);
+					it->after = (uint32_t)x->after + 1;
+					it->after_attempt = x->run->items[x->after].attempt;
+					it->sup = RESIDENT;
+				}
+			}
 			for (i = 0; i < first.len; i++)
-				if (first.v[i].kind == AG_ACT_FIRE)
-					ag_run_set_status(first.v[i].run, first.v[i].item,
-					    rnd(3) ? AG_RUNNING : AG_DONE);
+				if ((first.v[i].kind == AG_ACT_FIRE || first.v[i].kind == AG_ACT_STAGE) &&
+				    !rnd(3))
+					ag_run_set_status(first.v[i].run, first.v[i].item, AG_DONE);
 			ag_actions_release(&first);
 		}
 		bad = check(runs, nruns, &c);
