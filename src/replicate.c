@@ -15,9 +15,15 @@
  * each global checkpoint, anchor copies) is never overwritten on the
  * replica (--ignore-existing); the append-only logs only grow
  * (--append): a source that was rewritten or cut does not rewrite the
- * replica's history, and agora-verify there finds the break. Nothing is
- * ever deleted on the replica. Locks, the wake FIFO, temporary files,
- * worktrees and the private key are never copied.
+ * replica's history, and agora-verify there finds the break. What is
+ * replaced in place (the latest global checkpoint, the receipts, the
+ * refs, state.json) is compared by content (--checksum): rsync's quick
+ * check takes a file of the same size and the same mtime, to the second,
+ * for unchanged, and a global checkpoint rewritten within the second has
+ * the same size, so the replica would keep the old one while the
+ * run.sealed lines it gets point past it. Nothing is ever deleted on
+ * the replica. Locks, the wake FIFO, temporary files, worktrees and the
+ * private key are never copied.
  */
 #include "agora.h"
 #include "audit.h"
@@ -315,14 +321,14 @@ ag_replicate(const char *dir, const char *dest)
 	if ((rc = rsync("the objects", "--ignore-existing", e_immutable, dir, dest)) < 0 ||
 	    (rc = rsync("the attempts", NULL, e_attempts, dir, dest)) < 0 ||
 	    (rc = rsync("the logs", "--append", d_append, sd, dest)) < 0 ||
-	    (rc = rsync("the other files", NULL, d_replaced, sd, dest)) < 0 ||
+	    (rc = rsync("the other files", "--checksum", d_replaced, sd, dest)) < 0 ||
 	    (rc = rsync("the index of active runs", "--delete", d_index, sd, dest)) < 0 ||
 	    (rc = rsync("the checkpoints", "--ignore-existing", c_immutable, sc, dest)) < 0 ||
-	    (rc = rsync("the refs", NULL, c_replaced, sc, dest)) < 0 ||
+	    (rc = rsync("the refs", "--checksum", c_replaced, sc, dest)) < 0 ||
 	    (rc = rsync("the global log", "--append", read_b, sb, dest)) < 0 ||
 	    (rc = rsync("the global checkpoints", "--ignore-existing", a_immutable, sa, dest)) < 0 ||
-	    (rc = rsync("the latest global checkpoint and the receipts", NULL, a_replaced, sa,
-	    dest)) < 0)
+	    (rc = rsync("the latest global checkpoint and the receipts", "--checksum", a_replaced,
+	    sa, dest)) < 0)
 		goto out;
 out:
 	remove_tree(stage);

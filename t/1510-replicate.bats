@@ -67,6 +67,22 @@ verify_replica() {
 	cmp "$D/audit/log.jsonl" "$REP/audit/log.jsonl"
 }
 
+@test "a global checkpoint replaced at the same size and mtime second still reaches the replica" {
+	submit_run r
+	drive r
+	agora-replicate "$REP"
+	touch -r "$D/audit/checkpoint" then.ref
+	submit_run s
+	drive s
+	# as rsync's quick check sees a checkpoint rewritten within the same second
+	touch -r then.ref "$D/audit/checkpoint"
+	[ "$(stat -c %s "$D/audit/checkpoint")" = "$(stat -c %s "$REP/audit/checkpoint")" ]
+	agora-replicate "$REP"
+	cmp "$D/audit/checkpoint" "$REP/audit/checkpoint"
+	verify_replica
+	assert_equal "$SEALED" 2
+}
+
 @test "the private key, locks, leases and temporary files stay behind; the public key goes" {
 	submit_run r
 	drive r
