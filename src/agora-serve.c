@@ -19,8 +19,10 @@ static const char usage[] = "agora-serve [-v] [-d dir] [-i seconds]";
 
 struct watches {
 	int fd;
+	int inbox;		/* the watch on inbox/new */
 	int active;		/* the watch on active/ */
 	int rescan;		/* active/ changed: watch the new runs' control files */
+	int changed;		/* AG_SKIP_* bits of what changed since the last tick */
 	const char *dir;
 };
 
@@ -31,12 +33,13 @@ rewatch(struct watches *w)
 	char path[AG_PATH_MAX];
 
 	if (ag_path(path, sizeof(path), "%s/inbox/new", w->dir) == 0)
-		inotify_add_watch(w->fd, path, IN_MOVED_TO | IN_CREATE);
+		w->inbox = inotify_add_watch(w->fd, path, IN_MOVED_TO | IN_CREATE);
 	if (ag_path(path, sizeof(path), "%s/control", w->dir) == 0)
 		inotify_add_watch(w->fd, path, IN_MODIFY);
 	if (ag_path(path, sizeof(path), "%s/active", w->dir) == 0)
 		w->active = inotify_add_watch(w->fd, path, IN_CREATE | IN_DELETE);
 	w->rescan = 1;
+	w->changed = AG_SKIP_INBOX | AG_SKIP_ACTIVE;
 }
 
 static void
@@ -75,7 +78,11 @@ drain(int fd)
 		;
 }
 
-/* Read the events; one about active/ (or a lost one) means a rescan. */
+/*
+ * Read the events; one about active/ (or a lost one) means a rescan, and
+ * that the next tick lists active/; one about inbox/new, that it lists
+ * the inbox.
+ */
 static void
 drain_events(struct watches *w)
 {
@@ -86,8 +93,12 @@ drain_events(struct watches *w)
 		char *p = buf;
 		while (p + sizeof(struct inotify_event) <= buf + n) {
 			const struct inotify_event *ev = (const struct inotify_event *)p;
-			if (ev->wd == w->active || (ev->mask & IN_Q_OVERFLOW))
+			if (ev->wd == w->active || (ev->mask & IN_Q_OVERFLOW)) {
 				w->rescan = 1;
+				w->changed |= AG_SKIP_ACTIVE;
+			}
+			if (ev->wd == w->inbox || (ev->mask & IN_Q_OVERFLOW))
+				w->changed |= AG_SKIP_INBOX;
 			p += sizeof(*ev) + ev->len;
 		}
 	}
@@ -129,7 +140,7 @@ main(int argc, char **argv)
 		ag_usage(usage);
 	dir = ag_state_dir(dir);
 	w.dir = dir;
-	w.active = -1;
+	w.active = w.inbox = -1;
 	w.rescan = 1;
 
 	/* TERM and INT wait for the tick in progress; running attempts are left alone */
@@ -160,6 +171,9 @@ main(int argc, char **argv)
 		 */
 		if (sup < 0 && ag_spawn_resident(&sup, &o.sup_pid, dir) < 0)
 			ag_warn("%s", ag_error_msg());
+		/* a tick lists only what inotify saw change, or everything at the backstop */
+		o.skip = ~w.changed & (AG_SKIP_INBOX | AG_SKIP_ACTIVE);
+		w.changed = 0;
 		rc = ag_tick(&st, dir, &o, &cache);
 		if (rc < 0) {
 			ag_warn("%s", ag_error_msg());
@@ -188,10 +202,13 @@ main(int argc, char **argv)
 		/* a resident supervisor that dies hangs up: the next tick looks at its leases */
 		pfd[3].fd = sup;
 		pfd[3].events = 0;
-		if (poll(pfd, sup >= 0 ? 4 : 3, (int)timeout) < 0 && errno != EINTR) {
+		rc = poll(pfd, sup >= 0 ? 4 : 3, (int)timeout);
+		if (rc < 0 && errno != EINTR) {
 			ag_error_sys(AG_ERROR, "poll");
 			ag_die(AG_ERROR);
 		}
+		if (rc == 0)
+			w.changed = AG_SKIP_INBOX | AG_SKIP_ACTIVE;
 		if (pfd[0].revents & POLLIN)
 			stop = 1;
 		if (pfd[1].revents & POLLIN)

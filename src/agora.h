@@ -525,7 +525,15 @@ struct ag_tick_opts {
 	 */
 	int *sup;
 	pid_t sup_pid;		/* and its pid */
+	/*
+	 * serve's inotify saw no change there since the last tick: the
+	 * tick need not list inbox/new, or active/ (it keeps the runs it
+	 * cached, unless the last tick ingested or let go of one).
+	 */
+	int skip;
 };
+#define AG_SKIP_INBOX	1
+#define AG_SKIP_ACTIVE	2
 
 struct ag_tick_stats {
 	int ingested;

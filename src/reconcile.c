@@ -31,6 +31,7 @@ struct ag_tick_cache {
 	int have_conf;
 	int64_t last_anchor;	/* when pending anchors were last tried */
 	int64_t last_sweep;	/* when every lease was last looked at */
+	int relist;		/* its runs may not be all of active/ any more */
 };
 
 /*
@@ -76,6 +77,7 @@ struct tick {
 	int sup;		/* serve's resident supervisor, or -1 */
 	pid_t sup_pid;
 	int sweep;		/* look at every lease, not only at result.json */
+	int skip;		/* AG_SKIP_*: lists the caller knows have not changed */
 };
 
 static void
@@ -147,11 +149,14 @@ static void
 read_global(struct tick *t)
 {
 	char path[AG_PATH_MAX];
+	struct stat st;
 	size_t off = 0;
 
 	ag_buf_init(&t->global, 0);
 	t->global_paused = 0;
+	/* empty, as it mostly is: nothing to read */
 	if (ag_path(path, sizeof(path), "%s/control", t->dir) < 0 ||
+	    (stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0) ||
 	    ag_read_file(&t->global, path, 16u << 20) < 0) {
 		ag_buf_init(&t->global, 0);
 		return;
@@ -339,6 +344,11 @@ apply_control(struct tick *t, struct ag_run *r)
 
 	if ((rc = ag_path(path, sizeof(path), "%s/control", r->dir)) < 0)
 		return rc;
+	/* most ticks find it as it was: one lstat says so */
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : ag_error_sys(AG_ERROR, "cannot read '%s'", path);
+	if (S_ISREG(st.st_mode) && st.st_size == r->control_off)
+		return 0;
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : ag_error_sys(AG_ERROR, "cannot open '%s'", path);
@@ -532,7 +542,7 @@ reap_item(struct tick *t, struct ag_run *r, size_t item)
 	char res[AG_PATH_MAX], lease[AG_PATH_MAX];
 	json_t *result = NULL;
 	struct stat st;
-	pid_t pid, pgid;
+	pid_t pid, pgid, was;
 	int rc;
 
 	if (attempt_path(res, sizeof(res), r, item, it->attempt, "result.json") < 0 ||
@@ -549,6 +559,7 @@ reap_item(struct tick *t, struct ag_run *r, size_t item)
 	    !it->drop_req && !r->want_cancel &&
 	    !(it->after && (r->want_pause || r->global_paused)))
 		return 0;	/* serve's resident runs it, and holds its lease */
+	was = it->sup;
 	it->sup = 0;
 	if (!ag_lock_held(lease)) {
 		/* the supervisor is gone; it may have finished just now */
@@ -571,6 +582,7 @@ reap_item(struct tick *t, struct ag_run *r, size_t item)
 		    r->want_cancel || r->want_pause || r->global_paused) &&
 		    ag_spawn_drop(t->sup, r->id, it->id, it->attempt) < 0)
 			warn(t, "", ag_error_msg());
+		it->sup = was;	/* whoever holds its lease still does */
 		return 0;
 	}
 	/* a staged item may follow it: the resident starts that one when it ends */
@@ -1228,6 +1240,8 @@ ingest(struct tick *t)
 	size_t n, i;
 	int rc;
 
+	if (t->skip & AG_SKIP_INBOX)
+		return 0;
 	if ((rc = ag_path(path, sizeof(path), "%s/inbox/new", t->dir)) < 0 ||
 	    (rc = list_dir(&names, &n, path)) < 0)
 		return rc;
@@ -1251,9 +1265,22 @@ load_runs(struct tick *t, struct ag_tick_cache *cache)
 	size_t n, i, j;
 	int rc;
 
-	if ((rc = ag_path(path, sizeof(path), "%s/active", t->dir)) < 0 ||
-	    (rc = list_dir(&ids, &n, path)) < 0)
+	if (cache && !cache->relist && !t->stats->ingested && (t->skip & AG_SKIP_ACTIVE)) {
+		/* active/ holds what the cache holds: the runs of the last tick */
+		n = cache->nruns;
+		if (!(ids = calloc(n + 1, sizeof(*ids))))
+			return ag_error_set(AG_ERROR, "out of memory");
+		for (i = 0; i < n; i++)
+			if (!(ids[i] = strdup(cache->runs[i]->id))) {
+				free_list(ids, i);
+				return ag_error_set(AG_ERROR, "out of memory");
+			}
+	} else if ((rc = ag_path(path, sizeof(path), "%s/active", t->dir)) < 0 ||
+	    (rc = list_dir(&ids, &n, path)) < 0) {
 		return rc;
+	}
+	if (cache)
+		cache->relist = 0;
 	t->runs = calloc(n + 1, sizeof(*t->runs));
 	if (!t->runs) {
 		free_list(ids, n);
@@ -1279,6 +1306,8 @@ load_runs(struct tick *t, struct ag_tick_cache *cache)
 		}
 		if (!r && ag_run_load(&r, &t->conf, ids[i], 1) < 0) {
 			warn(t, "", ag_error_msg());
+			if (cache)
+				cache->relist = 1;
 			continue;
 		}
 		t->runs[t->nruns++] = r;
@@ -1550,6 +1579,8 @@ release_runs(struct tick *t, struct ag_tick_cache *cache)
 				continue;
 			}
 		}
+		if (cache)
+			cache->relist = 1;	/* it left active/, or should have */
 		ag_run_free(r);
 	}
 	free(t->runs);
@@ -1625,6 +1656,7 @@ ag_tick(struct ag_tick_stats *out, const char *dir, const struct ag_tick_opts *o
 	t.stats = out;
 	t.sup = o->sup ? *o->sup : -1;
 	t.sup_pid = o->sup_pid;
+	t.skip = o->skip;
 	ag_buf_init(&t.warn, 1u << 20);
 	ag_buf_init(&t.global, 0);
 	/* one tick at a time all the same: -n still says when another holds the lock */
@@ -1643,9 +1675,12 @@ ag_tick(struct ag_tick_stats *out, const char *dir, const struct ag_tick_opts *o
 		goto out;
 	}
 	if (cachep) {
-		if (!*cachep && !(*cachep = calloc(1, sizeof(**cachep)))) {
-			rc = ag_error_set(AG_ERROR, "out of memory");
-			goto out;
+		if (!*cachep) {
+			if (!(*cachep = calloc(1, sizeof(**cachep)))) {
+				rc = ag_error_set(AG_ERROR, "out of memory");
+				goto out;
+			}
+			(*cachep)->relist = 1;
 		}
 		cache = *cachep;
 	}
