@@ -239,6 +239,7 @@ struct attempt {
 	char *cwd;
 	char base[AG_OID_HEX], baseline[AG_OID_HEX];
 	int held;		/* HELD_OFFERED or HELD_STAGED, or 0 once started */
+	int worker_gone;	/* its worker's group is gone: one staged behind it may start */
 	char after[AG_ID_MAX + 1];	/* staged: the attempt of its run it follows */
 	int after_n;
 	struct result res;
@@ -980,7 +981,8 @@ attempt_child_exit(struct sup *s, struct attempt *a, int status)
 	kill(-a->pid, SIGKILL);
 	a->pid = 0;
 	if (a->phase == WORK) {
-		res->ended = ag_now_ms();
+		if (!res->ended)
+			res->ended = ag_now_ms();
 		if (WIFEXITED(status)) {
 			res->exited = 1;
 			res->code = WEXITSTATUS(status);
@@ -1088,7 +1090,7 @@ leader_alive(const struct sup *s, const struct attempt *a)
 
 	for (i = 0; i < s->len; i++) {
 		const struct attempt *b = s->v[i];
-		if (b != a && b->held != HELD_OFFERED && b->number == a->after_n &&
+		if (b != a && b->held != HELD_OFFERED && !b->worker_gone && b->number == a->after_n &&
 		    strcmp(b->item, a->after) == 0 && strcmp(b->run, a->run) == 0)
 			return 1;
 	}
@@ -1293,6 +1295,21 @@ sup_reap(struct sup *s)
 		for (i = 0; i < s->len; i++)
 			if (s->v[i]->pid == pid)
 				break;
+		if (i == s->len)
+			continue;
+		if (s->v[i]->phase == WORK) {
+			/*
+			 * Its place is free: what is staged behind it starts
+			 * now, not after its report. A launch that fails
+			 * moves attempts around: find this one again.
+			 */
+			struct attempt *a = s->v[i];
+			a->res.ended = ag_now_ms();	/* before what starts in its place */
+			a->worker_gone = 1;
+			sup_launch(s);
+			for (i = 0; i < s->len && s->v[i] != a; i++)
+				;
+		}
 		if (i < s->len && attempt_child_exit(s, s->v[i], status))
 			sup_remove(s, i);
 	}
