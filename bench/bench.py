@@ -322,6 +322,7 @@ def timeline(state, run_id, wall0, wall):
         return None
     t = {}
     running = {}
+    staged = {}   # item -> the item whose attempt it was staged behind
     done = []
     stamps = set()
     for e in events:
@@ -331,6 +332,8 @@ def timeline(state, run_id, wall0, wall):
         t.setdefault(ev, at)
         if ev == "item.running":
             running[e["item"]] = at
+            if "after" in e:
+                staged[e["item"]] = e["after"]
         elif ev == "item.done":
             done.append((at, e["item"]))
     if not done:
@@ -340,9 +343,11 @@ def timeline(state, run_id, wall0, wall):
     busy = 0.0
     items = os.path.join(state, "runs", run_id, "items")
     nres = 0
-    spawn = []    # item.running logged -> worker started (result.json)
+    spawn = []    # item.running logged -> worker started (result.json), not staged
     reap = []     # worker ended -> item.done logged
+    handoff = []  # a staged item's start after the end of the one it followed
     done_at = {i: at for at, i in done}
+    results = {}
     for item in os.listdir(items):
         rp = os.path.join(items, item, "1", "result.json")
         try:
@@ -350,13 +355,20 @@ def timeline(state, run_id, wall0, wall):
                 res = json.load(f)
         except (OSError, ValueError):
             continue
+        results[item] = res
         busy += res.get("durationMs", 0) / 1000.0
         nres += 1
         try:
-            if item in running:
+            if item in running and item not in staged:
                 spawn.append(parse_at(res["startedAt"]) - running[item])
             if item in done_at:
                 reap.append(done_at[item] - parse_at(res["endedAt"]))
+        except (KeyError, ValueError, TypeError):
+            pass
+    for item, lead in staged.items():
+        try:
+            handoff.append(parse_at(results[item]["startedAt"])
+                           - parse_at(results[lead]["endedAt"]))
         except (KeyError, ValueError, TypeError):
             pass
     n = len(done)
@@ -379,6 +391,8 @@ def timeline(state, run_id, wall0, wall):
         "worker_ms": 1000.0 * busy / max(1, nres),
         "per_item_ms": 1000.0 * wall / n,
         "spawn_ms": 1000.0 * median(spawn) if spawn else None,
+        "staged": len(staged),
+        "handoff_ms": 1000.0 * median(handoff) if handoff else None,
         "reap_ms": 1000.0 * median(reap) if reap else None,
     }
 
@@ -829,14 +843,19 @@ def report(cfg, res):
                      % (name, tl["per_item_ms"], tl["ingest"] * 1000,
                         tl["first_fire"] * 1000, tl["tail"] * 1000))
             L.append("     workers busy %.2f of %d slots (touch itself %.2f ms "
-                     "per item); items held running %.2f of %d; %d events "
-                     "in %d distinct ms stamps"
+                     "per item); items held running (staged ones too) %.2f of "
+                     "%d; %d events in %d distinct ms stamps"
                      % (tl["busy"], cfg.jobs, tl["worker_ms"], tl["held"],
                         cfg.jobs, tl["events"], tl["distinct_ms"]))
             if tl.get("spawn_ms") is not None:
                 L.append("     medians per item: item.running logged -> "
-                         "worker started %.1f ms; worker ended -> item.done "
-                         "logged %.1f ms" % (tl["spawn_ms"], tl["reap_ms"]))
+                         "worker started %.1f ms (items not staged); worker "
+                         "ended -> item.done logged %.1f ms"
+                         % (tl["spawn_ms"], tl["reap_ms"]))
+            if tl.get("handoff_ms") is not None:
+                L.append("     %d items staged behind a running one; median "
+                         "from its end to their start %.1f ms"
+                         % (tl["staged"], tl["handoff_ms"]))
             L.append("     seconds per tenth of the items done: "
                      + " ".join("%.2f" % x for x in tl["deciles"]))
     if "cpu" in res:
