@@ -181,14 +181,20 @@ staged() {
 	wait_for "grep -q '\"item\":\"$1\",\"status\":\"running\",\"attempt\":1,\"after\":\"$2\",\"afterAttempt\":1,' $D/runs/r/status.jsonl" 30
 }
 
-@test "serve stages an item behind a running one; it starts when that one ends, within the cap" {
+# behind_a ITEM-JSON: at concurrency 1, a holds the slot under serve and
+# the item b (ITEM-JSON) is staged behind it
+behind_a() {
 	agora_init queue.default.concurrency 1
-	T=$BATS_TEST_TMPDIR
-	plan p.json r "$(hold a),$(hold b)"
+	plan p.json r "$(hold a),$1"
 	start_serve 60s
 	agora-submit p.json
 	attempt_pids r a 1
 	staged b a
+}
+
+@test "serve stages an item behind a running one; it starts when that one ends, within the cap" {
+	T=$BATS_TEST_TMPDIR
+	behind_a "$(hold b)"
 	# its intent is durable and it holds its place, but it has not started
 	[ ! -s "$D/runs/r/items/b/1/lease" ]
 	[ ! -e "$T/b.started" ]
@@ -207,13 +213,8 @@ staged() {
 }
 
 @test "a staged item that is cancelled never starts" {
-	agora_init queue.default.concurrency 1
 	T=$BATS_TEST_TMPDIR
-	plan p.json r "$(hold a),$(hold b)"
-	start_serve 60s
-	agora-submit p.json
-	attempt_pids r a 1
-	staged b a
+	behind_a "$(hold b)"
 	run -0 agora-ctl r CANCEL b
 	wait_for '[ "$(item_status r b)" = cancelled ]' 30
 	touch "$T/a.release"
@@ -226,13 +227,8 @@ staged() {
 }
 
 @test "PAUSE sends a staged item back to ready, not started; RESUME runs it" {
-	agora_init queue.default.concurrency 1
 	T=$BATS_TEST_TMPDIR
-	plan p.json r "$(hold a),$(item b "touch $T/b.started")"
-	start_serve 60s
-	agora-submit p.json
-	attempt_pids r a 1
-	staged b a
+	behind_a "$(item b "touch $T/b.started")"
 	run -0 agora-ctl r PAUSE
 	wait_for "grep -q '\"item\":\"b\",\"status\":\"ready\",\"attempt\":1,\"reason\":\"not started\"' $D/runs/r/status.jsonl" 30
 	touch "$T/a.release"
@@ -249,13 +245,8 @@ staged() {
 }
 
 @test "after kill -9 of serve a staged item still starts when the one it follows ends, once" {
-	agora_init queue.default.concurrency 1
 	T=$BATS_TEST_TMPDIR
-	plan p.json r "$(hold a),$(item b "echo x >> $T/b.runs")"
-	start_serve 60s
-	agora-submit p.json
-	attempt_pids r a 1
-	staged b a
+	behind_a "$(item b "echo x >> $T/b.runs")"
 	kill -9 "$SERVE"
 	wait "$SERVE" || true
 	touch "$T/a.release"
