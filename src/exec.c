@@ -660,9 +660,9 @@ resolve(char *buf, size_t size, const char *prog, const char *p)
 
 /*
  * A resident supervisor starts the same few programs thousands of times:
- * it remembers where each was found on a PATH for a second, and checks
- * with one stat that the file is still there, instead of trying every
- * directory of PATH for every worker (the same two checks as resolve).
+ * it remembers for a second where each was found on a PATH, and checks
+ * only that file again (executable, regular: what resolve checks), instead
+ * of trying every directory of PATH for every worker.
  */
 #define FOUND_MAX	16
 #define FOUND_MS	1000

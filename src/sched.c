@@ -304,6 +304,7 @@ struct leaders {
 	struct cand *v;
 	unsigned char *taken;
 	size_t len;
+	size_t nfree;		/* not taken yet: none left ends the search at once */
 };
 
 static int
@@ -334,6 +335,7 @@ leaders_init(struct leaders *l, struct ag_run **runs, size_t nruns, size_t ncand
 			    !ag_item_staged(r, &r->items[r->running[k]])) {
 				l->v[l->len].run = r;
 				l->v[l->len++].item = r->running[k];
+				l->nfree++;
 			}
 		qsort(l->v + first, l->len - first, sizeof(*l->v), cand_item_cmp);
 		for (k = 0; k < r->nrunning; k++) {
@@ -342,8 +344,10 @@ leaders_init(struct leaders *l, struct ag_run **runs, size_t nruns, size_t ncand
 			if (!ag_item_staged(r, it))
 				continue;
 			at = bsearch(&key, l->v + first, l->len - first, sizeof(*l->v), cand_item_cmp);
-			if (at)
+			if (at && !l->taken[at - l->v]) {
 				l->taken[at - l->v] = 1;
+				l->nfree--;
+			}
 		}
 	}
 	return 0;
@@ -355,9 +359,10 @@ leader_take(struct leaders *l, const struct ag_run *r)
 {
 	size_t i;
 
-	for (i = 0; i < l->len; i++)
+	for (i = 0; l->nfree && i < l->len; i++)
 		if (l->v[i].run == r && !l->taken[i]) {
 			l->taken[i] = 1;
+			l->nfree--;
 			return (ssize_t)l->v[i].item;
 		}
 	return -1;
@@ -493,7 +498,7 @@ ag_sched_pick(struct ag_actions *out, struct ag_run **runs, size_t nruns,
 			 * item's place in both counts when it ends; it holds its
 			 * slots and locks from now on.
 			 */
-			if (!stage || qc->nostage || !fits(it, c, su, &h) ||
+			if (!stage || qc->nostage || !lead.nfree || !fits(it, c, su, &h) ||
 			    (after = leader_take(&lead, r)) < 0)
 				continue;
 			a->kind = AG_ACT_STAGE;
@@ -551,6 +556,7 @@ ag_sched_pick(struct ag_actions *out, struct ag_run **runs, size_t nruns,
 			/* it goes to the resident supervisor too: one may follow it */
 			lead.v[lead.len].run = r;
 			lead.v[lead.len++].item = cands[i].item;
+			lead.nfree++;
 		}
 		for (k = 0; k < it->nslots; k++)
 			use_of(su, c->nslots, it->slots[k].name)->used += it->slots[k].n;
