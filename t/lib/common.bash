@@ -20,8 +20,13 @@ common_setup() {
 
 common_teardown() {
 	# stop whatever a test left running under its directory; test/1 must
-	# not match test/11, which may be running in the other test file
-	pkill -KILL -f "$BATS_TEST_TMPDIR(/| |\$)" 2>/dev/null || true
+	# not match test/11, which may be running in the other test file.
+	# Again while there was something to kill: a serve killed in the
+	# middle of a tick may have started a supervisor after the first pass.
+	local i
+	for i in 1 2 3 4 5; do
+		pkill -KILL -f "$BATS_TEST_TMPDIR(/| |\$)" 2>/dev/null || break
+	done
 }
 
 setup() { common_setup; }
