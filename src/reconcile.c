@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "banned.h"
@@ -422,6 +423,57 @@ read_pids(const struct ag_run *r, size_t item, int attempt, pid_t *pid, pid_t *p
 	return 0;
 }
 
+/*
+ * Kill what is left of a worker's process group whose supervisor is gone
+ * or hung: no orphan outlives its supervisor. The lease names the group
+ * by number, and the number may have been taken again since (PIDs wrap):
+ * a process of that pid that started after the lease was last renewed is
+ * not the worker, which started before the lease named it, and the group
+ * of that number is someone else's. While any member of the worker's
+ * group lives, the kernel gives its number to no new process, so a number
+ * that no process holds as its pid still names only the worker's
+ * leftovers.
+ */
+static void
+kill_group(const char *lease, pid_t pgid)
+{
+	char path[64], buf[1024], *p;
+	struct timespec boot, real;
+	struct stat st;
+	unsigned long long start = 0;
+	long tck = sysconf(_SC_CLK_TCK);
+	ssize_t n;
+	int fd, k;
+
+	if (pgid <= 1)
+		return;
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pgid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		/* the fields after the command name: state is the 3rd, starttime the 22nd */
+		if (n > 0 && (buf[n] = '\0', p = strrchr(buf, ')')) != NULL) {
+			for (k = 2; k < 22 && p; k++)
+				p = strchr(p + 1, ' ');
+			if (p)
+				start = strtoull(p + 1, NULL, 10);
+		}
+		if (start && tck > 0 && stat(lease, &st) == 0 &&
+		    clock_gettime(CLOCK_BOOTTIME, &boot) == 0 &&
+		    clock_gettime(CLOCK_REALTIME, &real) == 0) {
+			/* when it started, on the clock of the lease's mtime, in ms */
+			int64_t born = (int64_t)real.tv_sec * 1000 + real.tv_nsec / 1000000 -
+			    ((int64_t)boot.tv_sec * 1000 + boot.tv_nsec / 1000000 -
+			    (int64_t)(start * 1000 / (unsigned long long)tck));
+			int64_t renewed = (int64_t)st.st_mtim.tv_sec * 1000 +
+			    st.st_mtim.tv_nsec / 1000000;
+			if (born > renewed + 100)
+				return;	/* a newer process: the number was taken again */
+		}
+	}
+	kill(-pgid, SIGKILL);
+}
+
 static json_t *
 item_event(const struct ag_run *r, const char *event, const char *status, int attempt)
 {
@@ -567,8 +619,7 @@ reap_item(struct tick *t, struct ag_run *r, size_t item)
 			return reap_item(t, r, item);
 		if (read_pids(r, item, it->attempt, &pid, &pgid) < 0)
 			return finish(t, r, item, NULL, "not started");
-		if (pgid)
-			kill(-pgid, SIGKILL);	/* no orphan outlives its supervisor */
+		kill_group(lease, pgid);
 		return finish(t, r, item, NULL, "lease lost");
 	}
 	if (read_pids(r, item, it->attempt, &pid, &pgid) < 0) {
@@ -597,8 +648,7 @@ reap_item(struct tick *t, struct ag_run *r, size_t item)
 	    (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000 +
 	    t->conf.lease_ttl_ms + t->conf.lease_grace_ms < t->now) {
 		/* hung: renewals stopped; kill it, and the next tick sees the lease free */
-		if (pgid)
-			kill(-pgid, SIGKILL);
+		kill_group(lease, pgid);
 		kill(pid, SIGKILL);
 	}
 	return 0;

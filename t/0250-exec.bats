@@ -34,6 +34,31 @@ load lib/common
 	wait_for "! kill -0 $sup 2>/dev/null" 10
 }
 
+@test "a lost lease whose group number a newer process took kills nobody else's group" {
+	agora_init
+	T=$BATS_TEST_TMPDIR
+	plan p.json r "$(item a "echo \$AGORA_ATTEMPT >> $T/tries; [ \$AGORA_ATTEMPT -gt 1 ] || sleep 1000")"
+	agora-submit p.json
+	agora-reconcile
+	attempt_pids r a 1
+	kill -9 "$sup"
+	wait_for "! kill -0 $worker 2>/dev/null"
+	# as if the number had come round again: a group that started after
+	# the lease's last renewal, which the lease names
+	setsid sleep 1000 &
+	other=$!
+	wait_for "[ \"\$(ps -o pgid= -p $other | tr -d ' ')\" = $other ]"
+	lease=$D/runs/r/items/a/1/lease
+	printf '%s %s\n' "$sup" "$other" > "$lease"
+	touch -d "@$(($(date +%s) - 5))" "$lease"
+	drive r
+	kill -0 "$other"
+	kill "$other"
+	run -0 grep '"event":"item.retrying"' "$D/runs/r/status.jsonl"
+	assert_output --partial '"reason":"lease lost"'
+	assert_equal "$(outcome r)" succeeded
+}
+
 @test "the exec executor honours inputs.cwd and inputs.env" {
 	agora_init
 	mkdir work
