@@ -2,7 +2,7 @@
 -include config.mk
 
 LIBSRC = anchor artifact audit buf bundle clock conf control crash err exec fsio hash id init lock map \
-	idle merkle note plan reconcile replicate sandbox sched spawn state store submit cli
+	idle merkle note plan reconcile replicate sandbox sched spawn state store submit cli clijson
 PROGS = agora agora-init agora-validate agora-submit agora-reconcile agora-serve \
 	agora-watch agora-status agora-ctl agora-show agora-apply agora-audit agora-verify \
 	agora-replicate

@@ -16,51 +16,40 @@
 
 static const char usage[] = "agora-reconcile [-nv] [-d dir]";
 
-static void
-die(const char *prog, int rc)
-{
-	fprintf(stderr, "%s: %s\n", prog, ag_error_msg());
-	exit(ag_exit_code(rc));
-}
-
 int
 main(int argc, char **argv)
 {
 	char path[AG_PATH_MAX], exe[AG_PATH_MAX];
-	const char *dir = NULL, *prog = "agora-reconcile";
+	const char *dir = NULL;
 	int c, fd = -1, nonblock = 0, verbose = 0, rc;
 
-	if (argc > 0 && argv[0] && *argv[0])
-		prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+	/* not ag_cli_init: that one seeds jansson's hashes */
+	ag_cli_name(argc, argv);
 	while ((c = getopt(argc, argv, "d:hnv")) != -1) {
 		switch (c) {
 		case 'd': dir = optarg; break;
 		case 'n': nonblock = 1; break;
 		case 'v': verbose = 1; break;
-		case 'h':
-			printf("usage: %s\n", usage);
-			return 0;
-		default:
-			fprintf(stderr, "usage: %s\n", usage);
-			return 100;
+		case 'h': ag_help(usage);
+		default: ag_usage(usage);
 		}
 	}
-	if (optind != argc) {
-		fprintf(stderr, "usage: %s\n", usage);
-		return 100;
-	}
+	if (optind != argc)
+		ag_usage(usage);
 	dir = ag_state_dir(dir);
 	if (!ag_tick_idle(dir)) {
-		if (!ag_libexec_path("agora-tick", exe, sizeof(exe)))
-			die(prog, ag_error_set(AG_ERROR, "cannot find agora-tick (set AGORA_LIBEXEC)"));
+		if (!ag_libexec_path("agora-tick", exe, sizeof(exe))) {
+			ag_error_set(AG_ERROR, "cannot find agora-tick (set AGORA_LIBEXEC)");
+			ag_die(AG_ERROR);
+		}
 		execv(exe, argv);
-		die(prog, ag_error_sys(AG_ERROR, "cannot run '%s'", exe));
+		ag_die(ag_error_sys(AG_ERROR, "cannot run '%s'", exe));
 	}
 	if ((rc = ag_path(path, sizeof(path), "%s/tick.lock", dir)) < 0 ||
 	    (rc = ag_lock_open(&fd, path, nonblock)) < 0) {
 		if (rc == AG_ELOCKED)
 			rc = ag_error_set(AG_ELOCKED, "another tick holds '%s'", path);
-		die(prog, rc);
+		ag_die(rc);
 	}
 	if (verbose)
 		printf("ingested 0, rejected 0, reaped 0, fired 0, completed 0, events 0\n");

@@ -826,6 +826,8 @@ int ag_run_queued(const char *dir, const char *id);
 /* ---- cli.c: the only place that prints errors or exits ---- */
 
 extern const char *ag_prog;
+/* The program's name (for messages) from argv[0]; then, for JSON, a fixed hash seed. */
+void ag_cli_name(int argc, char **argv);
 void ag_cli_init(int argc, char **argv);
 /* Print "prog: message" and exit with the code's exit status. */
 void ag_die(int code) __attribute__((noreturn));

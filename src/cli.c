@@ -15,15 +15,14 @@
 const char *ag_prog = "agora";
 
 void
-ag_cli_init(int argc, char **argv)
+ag_cli_name(int argc, char **argv)
 {
 	const char *slash;
 
-	if (argc > 0 && argv[0]) {
+	if (argc > 0 && argv[0] && *argv[0]) {
 		slash = strrchr(argv[0], '/');
 		ag_prog = slash ? slash + 1 : argv[0];
 	}
-	json_object_seed(1);	/* deterministic order of hashes; output keeps insertion order */
 }
 
 void
