@@ -115,6 +115,12 @@ int ag_create_excl(const char *path, const void *data, size_t len, int mode);
 int ag_create_excl_parts(const char *path, const struct iovec *parts, size_t n, int mode);
 /* Read a whole file (or "-" for stdin) of at most max bytes. */
 int ag_read_file(struct ag_buf *out, const char *path, size_t max);
+/*
+ * The rest of fd, at most max bytes (path names it in messages). With
+ * secret set, what was read is wiped from the stack, and from out when
+ * the read fails.
+ */
+int ag_read_fd(struct ag_buf *out, int fd, const char *path, size_t max, int secret);
 int ag_mkdir(const char *path, int mode);
 /* mkdir -p */
 int ag_mkdir_p(const char *path, int mode);

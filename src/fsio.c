@@ -191,16 +191,12 @@ ag_create_excl(const char *path, const void *data, size_t len, int mode)
 }
 
 int
-ag_read_file(struct ag_buf *out, const char *path, size_t max)
+ag_read_fd(struct ag_buf *out, int fd, const char *path, size_t max, int secret)
 {
 	char chunk[65536];
-	int fd, rc = 0;
+	int rc = 0;
 	ssize_t n;
 
-	if (strcmp(path, "-") == 0)
-		fd = 0;
-	else if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return ag_error_sys(errno == ENOTDIR ? AG_EINVALID : AG_ERROR, "cannot read '%s'", path);
 	ag_buf_init(out, max);
 	for (;;) {
 		n = read(fd, chunk, sizeof(chunk));
@@ -220,12 +216,30 @@ ag_read_file(struct ag_buf *out, const char *path, size_t max)
 		if ((rc = ag_buf_put(out, chunk, (size_t)n)) < 0)
 			break;
 	}
+	if (secret)
+		explicit_bzero(chunk, sizeof(chunk));
 	if (rc == 0 && !out->ptr)
 		rc = ag_buf_put(out, "", 0);
+	if (rc < 0) {
+		if (secret && out->ptr)
+			explicit_bzero(out->ptr, out->cap);
+		ag_buf_release(out);
+	}
+	return rc;
+}
+
+int
+ag_read_file(struct ag_buf *out, const char *path, size_t max)
+{
+	int fd, rc;
+
+	if (strcmp(path, "-") == 0)
+		fd = 0;
+	else if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return ag_error_sys(errno == ENOTDIR ? AG_EINVALID : AG_ERROR, "cannot read '%s'", path);
+	rc = ag_read_fd(out, fd, path, max, 0);
 	if (fd != 0)
 		close(fd);
-	if (rc < 0)
-		ag_buf_release(out);
 	return rc;
 }
 

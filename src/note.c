@@ -145,42 +145,6 @@ key_finish(struct ag_key *k, const char *path)
 	return 0;
 }
 
-/* Read a key file of at most KEY_FILE_MAX bytes through an open descriptor. */
-static int
-read_fd(struct ag_buf *b, int fd, const char *path)
-{
-	char chunk[4096];
-	ssize_t n;
-	int rc = 0;
-
-	ag_buf_init(b, KEY_FILE_MAX);
-	for (;;) {
-		n = read(fd, chunk, sizeof(chunk));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = ag_error_sys(AG_ERROR, "cannot read '%s'", path);
-			break;
-		}
-		if (n == 0)
-			break;
-		if (b->len + (size_t)n > KEY_FILE_MAX) {
-			rc = ag_error_set(AG_EINVALID, "'%s' is larger than %d bytes", path, KEY_FILE_MAX);
-			break;
-		}
-		if ((rc = ag_buf_put(b, chunk, (size_t)n)) < 0)
-			break;
-	}
-	OPENSSL_cleanse(chunk, sizeof(chunk));
-	if (rc == 0 && !b->ptr)
-		rc = ag_buf_put(b, "", 0);
-	if (rc < 0 && b->ptr) {
-		OPENSSL_cleanse(b->ptr, b->cap);
-		ag_buf_release(b);
-	}
-	return rc;
-}
-
 int
 ag_key_load_private(struct ag_key **out, const char *path)
 {
@@ -214,7 +178,7 @@ ag_key_load_private(struct ag_key **out, const char *path)
 		    (unsigned)(st.st_mode & 07777));
 		goto out;
 	}
-	if ((rc = read_fd(&b, fd, path)) < 0)
+	if ((rc = ag_read_fd(&b, fd, path, KEY_FILE_MAX, 1)) < 0)
 		goto out;
 	if (!(k = calloc(1, sizeof(*k)))) {
 		rc = ag_error_set(AG_ERROR, "out of memory");
