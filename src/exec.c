@@ -717,17 +717,24 @@ resolve_cached(char *buf, size_t size, const char *prog, const char *p)
 static int
 start_worker(struct attempt *a)
 {
+	/* the same for every worker of this supervisor: got once */
+	static int devnull = -1;
+	static pid_t self;
 	char path[AG_PATH_MAX];
 	struct wchild w;
 	int errpipe[2] = { -1, -1 }, rc = -1;
 	pid_t pid;
 
+	if (!self)
+		self = getpid();
+	if (devnull < 0)
+		devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	w.a = a;
-	w.sup = getpid();
+	w.sup = self;
 	/* the worker's PATH; execve says what is wrong with a program not on it */
 	if (!(w.path = resolve_cached(path, sizeof(path), a->argv[0], env_get(&a->env, "PATH"))))
 		w.path = a->argv[0];
-	w.null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	w.null = devnull;
 	if (w.null < 0 || pipe2(errpipe, O_CLOEXEC) < 0) {
 		snprintf(a->res.reason, sizeof(a->res.reason), "cannot set up the worker: %s",
 		    strerror(errno));
@@ -750,7 +757,6 @@ start_worker(struct attempt *a)
 out:
 	close_fd(&errpipe[0]);
 	close_fd(&errpipe[1]);
-	close_fd(&w.null);
 	return rc;
 }
 
