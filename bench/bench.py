@@ -175,18 +175,6 @@ def stop(proc, wrapped=False):
         proc.wait()
 
 
-def drop_inodes():
-    """Let the kernel forget the inodes and dentries it caches (root only;
-    elsewhere nothing happens). Every round adds some 100 000 of them;
-    the longer hash chains that follow made each new file of a later
-    round, agora's and touch's alike, a little dearer."""
-    try:
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("2\n")
-    except OSError:
-        pass
-
-
 def loadavg():
     try:
         with open("/proc/loadavg") as f:
@@ -429,7 +417,6 @@ def phase_dag(cfg, res):
             # the files an earlier run left dirty are written back now,
             # not during this run (agora's fsyncs would queue behind them)
             os.sync()
-            drop_inodes()
             loads.append(loadavg())
             state = os.path.join(cfg.dir, "state-%s-%d"
                                  % (name.split()[-1], rnd))
