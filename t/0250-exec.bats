@@ -19,12 +19,7 @@ load lib/common
 
 @test "a hung supervisor's stale lease is called lost, its group killed, the item retried" {
 	agora_init agora.leaseTtl 300ms agora.leaseGrace 200ms
-	T=$BATS_TEST_TMPDIR
-	plan p.json r "$(item a "echo \$AGORA_ATTEMPT >> $T/tries; [ \$AGORA_ATTEMPT -gt 1 ] || sleep 1000")"
-	agora-submit p.json
-	agora-reconcile
-	wait_for "[ -s $T/tries ] && [ -s $D/runs/r/items/a/1/lease ]"
-	attempt_pids r a 1
+	hang_first a
 	kill -STOP "$sup"	# alive and holding its flock, but no longer renewing
 	drive r 60
 	assert_equal "$(outcome r)" succeeded
@@ -36,11 +31,7 @@ load lib/common
 
 @test "a lost lease whose group number a newer process took kills nobody else's group" {
 	agora_init
-	T=$BATS_TEST_TMPDIR
-	plan p.json r "$(item a "echo \$AGORA_ATTEMPT >> $T/tries; [ \$AGORA_ATTEMPT -gt 1 ] || sleep 1000")"
-	agora-submit p.json
-	agora-reconcile
-	attempt_pids r a 1
+	hang_first a
 	kill -9 "$sup"
 	wait_for "! kill -0 $worker 2>/dev/null"
 	# as if the number had come round again: a group that started after

@@ -111,11 +111,7 @@ check_point() {
 @test "a supervisor killed with -9 leads to a new attempt, reason 'lease lost'" {
 	agora_init
 	T=$BATS_TEST_TMPDIR
-	plan p.json r "$(item w "echo \$AGORA_ATTEMPT >> $T/tries; [ \$AGORA_ATTEMPT -gt 1 ] || sleep 1000")"
-	agora-submit p.json
-	agora-reconcile
-	wait_for "[ -s $T/tries ] && [ -s $D/runs/r/items/w/1/lease ]"
-	attempt_pids r w 1
+	hang_first w
 	kill -9 "$sup"
 	drive r
 	assert_equal "$(outcome r)" succeeded

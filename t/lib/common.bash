@@ -107,6 +107,16 @@ attempt_pids() {
 	read -r sup worker < "$f"
 }
 
+# hang_first ITEM: run r, whose ITEM sleeps in its first attempt and passes
+# in the next (each attempt's number goes to tries); one tick starts it,
+# and sup and worker name its supervisor and worker.
+hang_first() {
+	plan p.json r "$(item "$1" "echo \$AGORA_ATTEMPT >> $BATS_TEST_TMPDIR/tries; [ \$AGORA_ATTEMPT -gt 1 ] || sleep 1000")"
+	agora-submit p.json
+	agora-reconcile
+	attempt_pids r "$1" 1
+}
+
 # tick: one reconcile, which must succeed.
 tick() {
 	agora-reconcile -d "$D" >/dev/null
