@@ -672,6 +672,15 @@ static struct found {
 	int64_t at;
 } found[FOUND_MAX];
 
+static void
+found_clear(struct found *f)
+{
+	free(f->prog);
+	free(f->path);
+	free(f->where);
+	f->prog = f->path = f->where = NULL;
+}
+
 static const char *
 resolve_cached(char *buf, size_t size, const char *prog, const char *p)
 {
@@ -697,19 +706,13 @@ resolve_cached(char *buf, size_t size, const char *prog, const char *p)
 	}
 	if (!(where = resolve(buf, size, prog, p)))
 		return NULL;
-	free(old->prog);
-	free(old->path);
-	free(old->where);
+	found_clear(old);
 	old->prog = strdup(prog);
 	old->path = strdup(p ? p : "");
 	old->where = strdup(where);
 	old->at = now;
-	if (!old->prog || !old->path || !old->where) {
-		free(old->prog);
-		free(old->path);
-		free(old->where);
-		old->prog = old->path = old->where = NULL;
-	}
+	if (!old->prog || !old->path || !old->where)
+		found_clear(old);	/* out of memory: remember nothing */
 	return where;
 }
 

@@ -315,6 +315,14 @@ cand_item_cmp(const void *a, const void *b)
 	return x->item < y->item ? -1 : x->item > y->item;
 }
 
+static void
+leader_add(struct leaders *l, struct ag_run *r, size_t item)
+{
+	l->v[l->len].run = r;
+	l->v[l->len++].item = item;
+	l->nfree++;
+}
+
 static int
 leaders_init(struct leaders *l, struct ag_run **runs, size_t nruns, size_t ncands, pid_t stage)
 {
@@ -332,11 +340,8 @@ leaders_init(struct leaders *l, struct ag_run **runs, size_t nruns, size_t ncand
 		first = l->len;
 		for (k = 0; k < r->nrunning; k++)
 			if (r->items[r->running[k]].sup == stage &&
-			    !ag_item_staged(r, &r->items[r->running[k]])) {
-				l->v[l->len].run = r;
-				l->v[l->len++].item = r->running[k];
-				l->nfree++;
-			}
+			    !ag_item_staged(r, &r->items[r->running[k]]))
+				leader_add(l, r, r->running[k]);
 		qsort(l->v + first, l->len - first, sizeof(*l->v), cand_item_cmp);
 		for (k = 0; k < r->nrunning; k++) {
 			const struct ag_item *it = &r->items[r->running[k]];
@@ -368,23 +373,47 @@ leader_take(struct leaders *l, const struct ag_run *r)
 	return -1;
 }
 
-/* Would the item's slots and locks let it fire, if its queue had room? */
+/* The first of the item's slots without room for it, or -1. */
 static int
-fits(const struct ag_item *it, const struct ag_conf *c, struct usage *su,
-    const struct holders *h)
+slot_short(const struct ag_item *it, const struct ag_conf *c, struct usage *su)
 {
-	size_t k, at;
+	size_t k;
 
 	for (k = 0; k < it->nslots; k++) {
 		const struct ag_slot *sc = ag_conf_slot(c, it->slots[k].name);
 		struct usage *s = use_of(su, c->nslots, it->slots[k].name);
 		if (!sc || !s || s->used + it->slots[k].n > sc->capacity)
-			return 0;
+			return (int)k;
 	}
+	return -1;
+}
+
+/* Who holds (or queued first for) one of the item's lock keys, or NULL. */
+static const struct holder *
+lock_holder(const struct ag_item *it, const struct holders *h)
+{
+	size_t k, at;
+
 	for (k = 0; k < it->nlocks; k++)
 		if (ag_map_get(&h->map, it->locks[k], &at) == 0)
-			return 0;
-	return 1;
+			return &h->v[at];
+	return NULL;
+}
+
+/* The item fires or is staged: it takes its slots and its locks. */
+static int
+take(const struct ag_item *it, const struct ag_conf *c, struct usage *su, struct holders *h,
+    const struct ag_run *r, size_t item)
+{
+	size_t k;
+	int rc;
+
+	for (k = 0; k < it->nslots; k++)
+		use_of(su, c->nslots, it->slots[k].name)->used += it->slots[k].n;
+	for (k = 0; k < it->nlocks; k++)
+		if ((rc = hold(h, it->locks[k], r, item, 0)) < 0)
+			return rc;
+	return 0;
 }
 
 int
@@ -457,9 +486,8 @@ ag_sched_pick(struct ag_actions *out, struct ag_run **runs, size_t nruns,
 		const struct ag_queue *qc = ag_conf_queue(c, r->queue);
 		struct usage *q = use_of(qu, c->nqueues, r->queue);
 		struct ag_action *a;
-		const struct holder *blocker = NULL;
-		size_t at;
-		int slot_full = -1;
+		const struct holder *blocker;
+		int slot_full;
 
 		if (!(a = push(out, AG_ACT_WAIT, r, cands[i].item))) {
 			rc = ag_error_set(AG_ERROR, "out of memory");
@@ -498,28 +526,17 @@ ag_sched_pick(struct ag_actions *out, struct ag_run **runs, size_t nruns,
 			 * item's place in both counts when it ends; it holds its
 			 * slots and locks from now on.
 			 */
-			if (!stage || qc->nostage || !lead.nfree || !fits(it, c, su, &h) ||
-			    (after = leader_take(&lead, r)) < 0)
+			if (!stage || qc->nostage || !lead.nfree || slot_short(it, c, su) >= 0 ||
+			    lock_holder(it, &h) || (after = leader_take(&lead, r)) < 0)
 				continue;
 			a->kind = AG_ACT_STAGE;
 			a->after = (size_t)after;
 			a->reason[0] = '\0';
-			for (k = 0; k < it->nslots; k++)
-				use_of(su, c->nslots, it->slots[k].name)->used += it->slots[k].n;
-			for (k = 0; k < it->nlocks; k++)
-				if ((rc = hold(&h, it->locks[k], r, cands[i].item, 0)) < 0)
-					goto out;
+			if ((rc = take(it, c, su, &h, r, cands[i].item)) < 0)
+				goto out;
 			continue;
 		}
-		for (k = 0; k < it->nslots; k++) {
-			const struct ag_slot *sc = ag_conf_slot(c, it->slots[k].name);
-			struct usage *s = use_of(su, c->nslots, it->slots[k].name);
-			if (!sc || !s || s->used + it->slots[k].n > sc->capacity) {
-				slot_full = (int)k;
-				break;
-			}
-		}
-		if (slot_full >= 0) {
+		if ((slot_full = slot_short(it, c, su)) >= 0) {
 			const struct ag_slot *sc = ag_conf_slot(c, it->slots[slot_full].name);
 			struct usage *s = use_of(su, c->nslots, it->slots[slot_full].name);
 			if (sc && sc->wait_ms && now - it->ready_at > sc->wait_ms) {
@@ -533,10 +550,7 @@ ag_sched_pick(struct ag_actions *out, struct ag_run **runs, size_t nruns,
 			}
 			continue;
 		}
-		for (k = 0; k < it->nlocks && !blocker; k++)
-			if (ag_map_get(&h.map, it->locks[k], &at) == 0)
-				blocker = &h.v[at];
-		if (blocker) {
+		if ((blocker = lock_holder(it, &h)) != NULL) {
 			char by[sizeof(a->blocked_by)];
 			who(by, sizeof(by), blocker, r);
 			snprintf(a->blocked_by, sizeof(a->blocked_by), "%s", by);
@@ -554,15 +568,10 @@ ag_sched_pick(struct ag_actions *out, struct ag_run **runs, size_t nruns,
 		q->used++;
 		if (stage) {
 			/* it goes to the resident supervisor too: one may follow it */
-			lead.v[lead.len].run = r;
-			lead.v[lead.len++].item = cands[i].item;
-			lead.nfree++;
+			leader_add(&lead, r, cands[i].item);
 		}
-		for (k = 0; k < it->nslots; k++)
-			use_of(su, c->nslots, it->slots[k].name)->used += it->slots[k].n;
-		for (k = 0; k < it->nlocks; k++)
-			if ((rc = hold(&h, it->locks[k], r, cands[i].item, 0)) < 0)
-				goto out;
+		if ((rc = take(it, c, su, &h, r, cands[i].item)) < 0)
+			goto out;
 	}
 out:
 	free(lead.v);
