@@ -1334,6 +1334,7 @@ sup_signals(struct sup *s)
 		int64_t now = ag_mono_ms();
 		if ((int)si.ssi_signo == SIGCHLD) {
 			sup_reap(s);
+			/* an attempt that ended before its worker ran frees a place too */
 			sup_launch(s);
 		} else if ((int)si.ssi_signo == AG_SIG_CANCEL) {
 			/* a tick cancels one attempt, named by its worker */
