@@ -64,7 +64,8 @@ class Config:
             else "dag tick submit rss verify"
         phases = os.environ.get("BENCH_PHASES", default)
         self.phases = phases.replace(",", " ").split()
-        self.tools = os.environ.get("BENCH_TOOLS", "make ninja agora").split()
+        self.tools = os.environ.get("BENCH_TOOLS",
+                                    "make ninja agora floor").split()
         self.dir = os.path.abspath(os.environ.get(
             "BENCH_DIR", os.path.join(HERE, "out")))
         self.keep = os.environ.get("BENCH_KEEP", "") not in ("", "0")
@@ -262,6 +263,34 @@ def run_ninja(cfg, dag, wrap=(), n=None):
         r.stderr[-500:]
 
 
+def build_floor(cfg):
+    """Compile bench/floor.c into BENCH_DIR; None (with a note) without cc."""
+    cc = os.environ.get("CC", "cc")
+    exe = os.path.join(cfg.dir, "floor")
+    r = run([cc, "-std=c11", "-D_GNU_SOURCE", "-O2", "-o", exe,
+             os.path.join(HERE, "floor.c")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if r.returncode != 0:
+        log("cannot build bench/floor.c with %s; skipping the floor: %s"
+            % (cc, r.stdout.strip()[-300:]))
+        return None
+    return exe
+
+
+def run_floor(cfg, exe, dag, state, layout, wrap=(), n=None):
+    """floor -j J DAG, or with -l STATE the same plus agora's per-attempt
+    files: the least work a runner with agora's layout can do."""
+    fresh_out(dag)
+    argv = [exe, "-j", str(cfg.jobs)]
+    if layout:
+        retire(state)
+        argv += ["-l", state]
+    t, r = timed(list(wrap) + argv + [dag], timeout=cfg.timeout,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return t, r.returncode == 0 and count_out(dag) == (n or cfg.n), \
+        r.stderr[-500:]
+
+
 def run_agora(cfg, dag, plan, state, wrap=(), wrap_submit=(), n=None):
     """Submit, serve, watch; the wall time runs from submit to watch's exit.
     wrap and wrap_submit prefix serve's and submit's argv (perf, strace)."""
@@ -433,7 +462,7 @@ def phase_dag(cfg, res):
                 fails[name].append("round %d: %s" % (rnd, note))
                 log("round %d: %-12s FAILED after %s: %s"
                     % (rnd, name, fmt_s(t), note))
-            if not cfg.keep and name.startswith("agora"):
+            if not cfg.keep and name.startswith(("agora", "floor")):
                 retire(state)
     res["dag"] = {"times": times, "fails": fails, "timeline": extra,
                   "load": [x for x in loads if x is not None]}
@@ -645,6 +674,13 @@ def tool_runs(cfg, dag):
         if cfg.sh:
             tools.append(("agora sh", lambda w, ws, st, n: run_agora(
                 cfg, dag, os.path.join(dag, "plan-sh.json"), st, w, ws, n)))
+    if "floor" in cfg.tools:
+        exe = build_floor(cfg)
+        if exe:
+            tools.append(("floor", lambda w, ws, st, n: run_floor(
+                cfg, exe, dag, st, False, w, n)))
+            tools.append(("floor layout", lambda w, ws, st, n: run_floor(
+                cfg, exe, dag, st, True, w, n)))
     return tools
 
 
@@ -824,10 +860,20 @@ def report(cfg, res):
         for a in ("agora argv", "agora sh"):
             if med.get(a) is None:
                 continue
-            L.append("   %-22s %s" % (a + " / make",
+            L.append("   %-26s %s" % (a + " / make",
                                       "%.2f" % (med[a] / mk) if mk else "-"))
-            L.append("   %-22s %s" % (a + " / ninja",
+            L.append("   %-26s %s" % (a + " / ninja",
                                       "%.2f" % (med[a] / nj) if nj else "-"))
+        fl = med.get("floor layout")
+        for a in ("floor", "floor layout"):
+            if med.get(a) is not None and mk:
+                L.append("   %-26s %.2f" % (a + " / make", med[a] / mk))
+        if fl is not None and med.get("agora argv") is not None:
+            L.append("   %-26s %.2f" % ("agora argv / floor layout",
+                                        med["agora argv"] / fl))
+        if fl is not None and mk:
+            L.append("   (floor layout / make bounds agora argv / make from "
+                     "below on this machine: see bench/README.md)")
         if d["load"]:
             L.append("   1-min load average before each run: %.2f to %.2f "
                      "(other work on the machine inflates every figure)"
