@@ -628,6 +628,7 @@ struct ag_sandbox {
 	const char *input;	/* read-only: the file AGORA_INPUT names */
 	const char *inputs;	/* read-only: AGORA_INPUTS_DIR, or NULL */
 	int share_net;		/* keep the host's network namespace */
+	int status_fd;		/* bwrap's --json-status-fd in the worker, or -1 */
 };
 
 /*

@@ -229,6 +229,8 @@ struct attempt {
 	enum phase phase;
 	pid_t pid;		/* the current child, and its process group */
 	int errfd;		/* the worker's report of a failed set-up or exec */
+	int sandboxed;		/* its worker is bwrap, which runs the subagent */
+	int statusfd;		/* then bwrap's --json-status-fd, the read end; else -1 */
 	int memfd;		/* a preparation's or capture's report */
 	int out, err;		/* the worker's stdout and stderr */
 	int64_t timeout_ms, grace_ms, ttl_ms;
@@ -284,6 +286,7 @@ attempt_free(struct attempt *a)
 {
 	attempt_close_locks(a);
 	close_fd(&a->errfd);
+	close_fd(&a->statusfd);
 	close_fd(&a->memfd);
 	close_fd(&a->out);
 	close_fd(&a->err);
@@ -556,9 +559,13 @@ struct wchild {
 	const char *path;	/* the program, resolved on the worker's PATH */
 	pid_t sup;
 	int null, errw;
+	int status;	/* the write end of bwrap's status pipe, or -1 */
 };
 
 static char child_stack[64 * 1024] __attribute__((aligned(64)));
+
+/* where a sandboxed worker's bwrap finds its status pipe */
+#define SANDBOX_STATUS_FD	3
 
 /* "SUP PID\n" into buf, without stdio: for the vfork child. */
 static size_t
@@ -606,6 +613,10 @@ worker_child(void *arg)
 		goto fail;
 	/* tell the supervisor which step failed: 1 set-up, 2 chdir, 3 exec */
 	if (dup2(w->null, 0) < 0 || dup2(a->out, 1) < 0 || dup2(a->err, 2) < 0)
+		goto fail;
+	/* bwrap writes its status to this descriptor, which must outlive exec */
+	if (w->status >= 0 && (w->status == SANDBOX_STATUS_FD ?
+	    fcntl(w->status, F_SETFD, 0) : dup2(w->status, SANDBOX_STATUS_FD)) < 0)
 		goto fail;
 	fail[0] = 2;
 	if (chdir(a->cwd) < 0)
@@ -725,7 +736,7 @@ start_worker(struct attempt *a)
 	static pid_t self;
 	char path[AG_PATH_MAX];
 	struct wchild w;
-	int errpipe[2] = { -1, -1 }, rc = -1;
+	int errpipe[2] = { -1, -1 }, status[2] = { -1, -1 }, rc = -1;
 	pid_t pid;
 
 	if (!self)
@@ -738,12 +749,14 @@ start_worker(struct attempt *a)
 	if (!(w.path = resolve_cached(path, sizeof(path), a->argv[0], env_get(&a->env, "PATH"))))
 		w.path = a->argv[0];
 	w.null = devnull;
-	if (w.null < 0 || pipe2(errpipe, O_CLOEXEC) < 0) {
+	if (w.null < 0 || pipe2(errpipe, O_CLOEXEC) < 0 || (a->sandboxed &&
+	    (pipe2(status, O_CLOEXEC) < 0 || fcntl(status[0], F_SETFL, O_NONBLOCK) < 0))) {
 		snprintf(a->res.reason, sizeof(a->res.reason), "cannot set up the worker: %s",
 		    strerror(errno));
 		goto out;
 	}
 	w.errw = errpipe[1];
+	w.status = status[1];
 	pid = clone(worker_child, child_stack + sizeof(child_stack),
 	    CLONE_VM | CLONE_VFORK | SIGCHLD, &w);
 	if (pid < 0) {
@@ -756,10 +769,14 @@ start_worker(struct attempt *a)
 	a->phase = WORK;
 	a->errfd = errpipe[0];
 	errpipe[0] = -1;
+	a->statusfd = status[0];
+	status[0] = -1;
 	rc = 0;
 out:
 	close_fd(&errpipe[0]);
 	close_fd(&errpipe[1]);
+	close_fd(&status[0]);
+	close_fd(&status[1]);
 	return rc;
 }
 
@@ -813,12 +830,14 @@ sandbox_wrap(const struct sup *s, struct attempt *a)
 	sb.outputs = outs;
 	sb.input = in;
 	sb.inputs = ins;
+	sb.status_fd = SANDBOX_STATUS_FD;
 	v = json_object_get(a->spec, "network");
 	sb.share_net = json_is_string(v) && strcmp(json_string_value(v), "host") == 0;
 	if (ag_sandbox_argv(&argv, prog, &sb, a->argv) < 0)
 		goto fail;
 	free(a->argv);
 	a->argv = argv;
+	a->sandboxed = 1;
 	return 0;
 fail:
 	snprintf(a->res.reason, sizeof(a->res.reason), "%s", ag_error_msg());
@@ -975,6 +994,54 @@ worker_reason(struct attempt *a)
 }
 
 /*
+ * A sandboxed worker that exited 1 before bwrap reported the subagent's
+ * "exit-code" never ran the subagent: bwrap could not make the sandbox
+ * (no namespaces, a mount it could not make). The reason says so, with
+ * the last line bwrap wrote to the attempt's stderr.
+ */
+static void
+sandbox_reason(struct attempt *a)
+{
+	struct result *res = &a->res;
+	char status[1024], tail[512], path[AG_PATH_MAX], *line, *end;
+	size_t len = 0;
+	ssize_t n;
+	struct stat st;
+	int fd;
+
+	if (a->statusfd < 0)
+		return;
+	while (len < sizeof(status) - 1 &&
+	    ((n = read(a->statusfd, status + len, sizeof(status) - 1 - len)) > 0 ||
+	    (n < 0 && errno == EINTR)))
+		len += n > 0 ? (size_t)n : 0;
+	status[len] = '\0';
+	close_fd(&a->statusfd);
+	if (res->reason[0] || !res->exited || res->code != 1 || strstr(status, "\"exit-code\""))
+		return;
+	n = 0;
+	if (ag_path(path, sizeof(path), "%s/stderr", a->adir) == 0 &&
+	    (fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+		if (fstat(fd, &st) == 0)
+			n = pread(fd, tail, sizeof(tail) - 1, st.st_size > (off_t)sizeof(tail) - 1 ?
+			    st.st_size - (off_t)(sizeof(tail) - 1) : 0);
+		close(fd);
+	}
+	tail[n > 0 ? n : 0] = '\0';
+	for (end = tail + strlen(tail); end > tail && (end[-1] == '\n' || end[-1] == '\r'); end--)
+		;
+	*end = '\0';
+	line = strrchr(tail, '\n');
+	line = line ? line + 1 : tail;
+	if (*line)
+		snprintf(res->reason, sizeof(res->reason),
+		    "sandbox 'bwrap' could not start the subagent: %s", ag_quote(line, strlen(line)));
+	else
+		snprintf(res->reason, sizeof(res->reason),
+		    "sandbox 'bwrap' could not start the subagent (it exited 1 and said nothing)");
+}
+
+/*
  * The attempt's current child ended with this wait status: go on to the
  * next phase, or end the attempt. Returns 1 when the attempt has ended
  * (and is freed).
@@ -999,6 +1066,7 @@ attempt_child_exit(struct sup *s, struct attempt *a, int status)
 			res->sig = WTERMSIG(status);
 		}
 		worker_reason(a);
+		sandbox_reason(a);
 		if (res->exited && res->code == 0 && !res->reason[0] &&
 		    (a->base[0] || (ag_path(outs, sizeof(outs), "%s/outputs", a->adir) == 0 &&
 		    ag_dir_empty(outs) == 0)) && start_helper(s, a, CAPTURE) == 0)
@@ -1064,18 +1132,13 @@ attempt_new(int lease_fd, const int *lock_fds, size_t nlocks)
 	if (!a)
 		return NULL;
 	a->lease_fd = lease_fd;
-	a->errfd = a->memfd = a->out = a->err = -1;
+	a->errfd = a->statusfd = a->memfd = a->out = a->err = -1;
 	for (i = 0; i < nlocks; i++)
 		a->lock_fds[i] = lock_fds[i];
 	a->nlocks = nlocks;
 	return a;
 }
 
-/*
- * An attempt serve offered but never confirmed: its intent may not be
- * durable, so it must not start. Letting go of the lease with no worker
- * named in it tells the next tick that it did not start.
- */
 /* Start a prepared attempt; one that cannot start is reported at once. */
 static void
 sup_begin(struct sup *s, struct attempt *a, const char *run, const char *item, int attempt)

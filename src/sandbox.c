@@ -73,6 +73,7 @@ int
 ag_sandbox_argv(char ***out, const char *bwrap, const struct ag_sandbox *sb, char *const *argv)
 {
 	static const char *const masks[] = { "/run", "/var/tmp", NULL };
+	char fdnum[16];
 	struct words w;
 	size_t i, argc, nwords, size;
 	char **v, *p;
@@ -91,6 +92,10 @@ ag_sandbox_argv(char ***out, const char *bwrap, const struct ag_sandbox *sb, cha
 	w.n = 0;
 	w.full = 0;
 	add(&w, bwrap, "--die-with-parent", NULL);
+	if (sb->status_fd >= 0) {
+		snprintf(fdnum, sizeof(fdnum), "%d", sb->status_fd);
+		add(&w, "--json-status-fd", fdnum, NULL);
+	}
 	add(&w, "--unshare-pid", "--unshare-ipc", sb->share_net ? NULL : "--unshare-net");
 	add(&w, "--unshare-uts", "--unshare-cgroup-try", NULL);
 	add(&w, "--cap-drop", "ALL", NULL);

@@ -221,6 +221,58 @@ TREE='o=$AGORA_OUTPUTS_DIR; readlink /proc/self/ns/pid > "$o/ns.new"; sleep 1000
 	[ ! -e "$A/worktree/ran" ]
 }
 
+# fakewrap NAME BODY: a program named bwrap in $T/NAME/ that records its
+# arguments and runs BODY in place of the sandbox
+fakewrap() {
+	mkdir -p "$T/$1"
+	printf '#!/bin/sh\nprintf "%%s\\n" "$*" > "%s/%s.args"\n%s\n' "$T" "$1" "$2" > "$T/$1/bwrap"
+	chmod +x "$T/$1/bwrap"
+}
+
+# drive_path DIR RUN: drive RUN with DIR first on the PATH the workers get
+drive_path() {
+	local deadline=$((SECONDS + 60))
+	until grep -q '"event":"run.completed"' "$D/runs/$2/status.jsonl" 2>/dev/null; do
+		PATH="$1:$PATH" agora-reconcile -d "$D" >/dev/null
+		[ "$SECONDS" -lt "$deadline" ]
+		sleep 0.02
+	done
+}
+
+@test "sandbox: bwrap that cannot make the sandbox fails the attempt with bwrap's own words" {
+	# as bwrap does when the kernel refuses it namespaces: a message, exit 1,
+	# and no "exit-code" on its status descriptor, for no subagent ran
+	fakewrap nons 'echo "bwrap: Creating new namespace failed: Operation not permitted" >&2; exit 1'
+	sagent edit 'echo never > ran'
+	conf agora.maxAttempts 2
+	plan p.json r "$(ditem a edit)"
+	agora-submit p.json
+	drive_path "$T/nons" r
+	assert_equal "$(outcome r)" failed
+	assert_equal "$(reason r a)" "sandbox 'bwrap' could not start the subagent: bwrap: Creating new namespace failed: Operation not permitted"
+	# counted as a failed attempt, as any other: maxAttempts says how often
+	assert_equal "$(grep -c '"event":"item.running"' "$D/runs/r/status.jsonl")" 2
+	run -0 grep '"event":"item.failed"' "$D/runs/r/status.jsonl"
+	assert_output --partial '"exit":1,"reason":"sandbox '"'"'bwrap'"'"' could not start'
+	# bwrap was told where its status goes, and that descriptor was open
+	run -0 cat "$T/nons.args"
+	assert_output --regexp '^--die-with-parent --json-status-fd 3 --unshare-pid '
+	[ ! -e "$A/worktree/ran" ]
+}
+
+@test "sandbox: a subagent that exits 1 itself keeps the plain failure, without a sandbox reason" {
+	# bwrap reports the subagent's exit code on its status descriptor
+	fakewrap ran 'printf "{ \"child-pid\": 2 }\n" >&3 && printf "{ \"exit-code\": 1 }\n" >&3 || exit 9; echo "the subagent failed" >&2; exit 1'
+	sagent edit 'true'
+	plan p.json r "$(ditem a edit)"
+	agora-submit p.json
+	drive_path "$T/ran" r
+	assert_equal "$(outcome r)" failed
+	run -0 grep '"event":"item.failed"' "$D/runs/r/status.jsonl"
+	assert_output --partial '"exit":1,"reason":"exit 1",'
+	assert_equal "$(cat "$A/stderr")" "the subagent failed"
+}
+
 @test "sandbox: a secret in serve's environment reaches neither the worker nor a status line or log" {
 	need_bwrap
 	sagent look 'env; env > "$AGORA_OUTPUTS_DIR/env"; echo "$SECRET" >&2'
