@@ -278,13 +278,13 @@ def build_floor(cfg):
 
 
 def run_floor(cfg, exe, dag, state, layout, wrap=(), n=None):
-    """floor -j J DAG, or with -l STATE the same plus agora's per-attempt
-    files: the least work a runner with agora's layout can do."""
+    """floor -j J DAG; with layout "full", -l STATE as well: the least work
+    a runner with agora's layout can do; "minimal": -l STATE -m."""
     fresh_out(dag)
     argv = [exe, "-j", str(cfg.jobs)]
     if layout:
         retire(state)
-        argv += ["-l", state]
+        argv += ["-l", state] + (["-m"] if layout == "minimal" else [])
     t, r = timed(list(wrap) + argv + [dag], timeout=cfg.timeout,
                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     return t, r.returncode == 0 and count_out(dag) == (n or cfg.n), \
@@ -678,9 +678,11 @@ def tool_runs(cfg, dag):
         exe = build_floor(cfg)
         if exe:
             tools.append(("floor", lambda w, ws, st, n: run_floor(
-                cfg, exe, dag, st, False, w, n)))
+                cfg, exe, dag, st, None, w, n)))
             tools.append(("floor layout", lambda w, ws, st, n: run_floor(
-                cfg, exe, dag, st, True, w, n)))
+                cfg, exe, dag, st, "full", w, n)))
+            tools.append(("floor minimal", lambda w, ws, st, n: run_floor(
+                cfg, exe, dag, st, "minimal", w, n)))
     return tools
 
 
@@ -865,7 +867,7 @@ def report(cfg, res):
             L.append("   %-26s %s" % (a + " / ninja",
                                       "%.2f" % (med[a] / nj) if nj else "-"))
         fl = med.get("floor layout")
-        for a in ("floor", "floor layout"):
+        for a in ("floor", "floor layout", "floor minimal"):
             if med.get(a) is not None and mk:
                 L.append("   %-26s %.2f" % (a + " / make", med[a] / mk))
         if fl is not None and med.get("agora argv") is not None:

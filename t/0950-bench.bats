@@ -32,6 +32,13 @@ load lib/common
 	# item.ready, item.running and item.done of every item
 	assert_equal "$(wc -l < st/runs/r/status.jsonl)" 90
 	assert_equal "$(stat -c %s st/runs/r/items/t29/1/spec.json)" 285
+	# -m: the least layout, one directory an attempt
+	rm -r dag/out && mkdir dag/out
+	run -0 ./floor -j 2 -l min -m dag
+	assert_equal "$(ls dag/out | wc -l)" 30
+	run -0 ls -A min/runs/r/items/t29
+	assert_output "$(printf '%s\n' lease result.json stderr stdout)"
+	assert_equal "$(wc -l < min/runs/r/status.jsonl)" 90
 }
 
 @test "bench/floor refuses a DAG that is not bench/gen's, and bad usage" {
@@ -44,18 +51,22 @@ load lib/common
 	run -100 ./floor dag
 	assert_output 'floor: dag/dag.txt:2: not "I: D1 D2"'
 	run -100 ./floor
-	assert_output "usage: floor [-l STATE] [-j J] DAG"
+	assert_output "usage: floor [-l STATE [-m]] [-j J] DAG"
 	run -100 ./floor -j 0 dag
-	assert_output "usage: floor [-l STATE] [-j J] DAG"
+	assert_output "usage: floor [-l STATE [-m]] [-j J] DAG"
+	run -100 ./floor -m dag
+	assert_output "usage: floor [-l STATE [-m]] [-j J] DAG"
 }
 
-@test "the bench's dag phase runs make, agora and both floors and prints their ratios" {
+@test "the bench's dag phase runs make, agora and the floors and prints their ratios" {
 	BENCH_N=30 BENCH_ROUNDS=1 BENCH_PHASES=dag BENCH_SH=0 BENCH_TOOLS="make agora floor" \
 	    BENCH_DIR="$PWD/bo" run -0 --separate-stderr sh "$AGORA_ROOT/bench/run"
 	assert_line --regexp '^   make -j2 +[0-9.]+ s +[0-9.]+ s +[0-9.]+ s  1 ok, 0 failed$'
 	assert_line --regexp '^   agora argv +[0-9.]+ s .* 1 ok, 0 failed$'
 	assert_line --regexp '^   floor +[0-9.]+ s .* 1 ok, 0 failed$'
 	assert_line --regexp '^   floor layout +[0-9.]+ s .* 1 ok, 0 failed$'
+	assert_line --regexp '^   floor minimal +[0-9.]+ s .* 1 ok, 0 failed$'
+	assert_line --regexp '^   floor minimal / make +[0-9]+\.[0-9]{2}$'
 	assert_line --regexp '^   floor layout / make +[0-9]+\.[0-9]{2}$'
 	assert_line --regexp '^   agora argv / floor layout +[0-9]+\.[0-9]{2}$'
 	refute_line --partial FAILED
