@@ -1638,7 +1638,7 @@ ag_bundle_load(json_t **out, const char *path)
 		*out = json_loadb(text.ptr, text.len, JSON_REJECT_DUPLICATES, &err);
 	if (!*out) {
 		rc = ag_error_set(AG_EINVALID, "bundle '%s' is not JSON: line %d: %s", path,
-		    err.line, err.text);
+		    err.line, ag_json_error_text(&err));
 		goto out;
 	}
 	if (cut && paste(*out, text.ptr, cuts, ncuts) < 0) {

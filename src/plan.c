@@ -1166,7 +1166,7 @@ ag_plan_parse(struct ag_plan *out, struct ag_buf *errs, const struct ag_conf *co
 		root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
 		if (!root) {
 			ag_buf_printf(errs, "%s:%d:%d: invalid JSON: %s\n", o->name, jerr.line,
-			    jerr.column, jerr.text);
+			    jerr.column, ag_json_error_text(&jerr));
 			goto out;
 		}
 		if (!json_is_object(root)) {

@@ -715,7 +715,8 @@ load_whole(struct ag_run *r, const struct ag_conf *c, const char *path)
 	r->full = json_loadb(b.ptr, b.len, 0, &jerr);
 	ag_buf_release(&b);
 	if (!r->full)
-		return ag_error_set(AG_EINVALID, "%s:%d: invalid JSON: %s", path, jerr.line, jerr.text);
+		return ag_error_set(AG_EINVALID, "%s:%d: invalid JSON: %s", path, jerr.line,
+		    ag_json_error_text(&jerr));
 	r->plan = json_deep_copy(r->full);
 	items = json_object_get(r->full, "items");
 	n = json_array_size(items);
@@ -906,7 +907,7 @@ ag_run_follow(struct ag_run *r, void (*cb)(void *, const char *, size_t, const j
 			ev = json_loadb(b.ptr + off, len, 0, &jerr);
 			if (!ev) {
 				rc = ag_error_set(AG_EINVALID, "%s: line %lld: invalid JSON: %s", path,
-				    (long long)r->seq + 1, jerr.text);
+				    (long long)r->seq + 1, ag_json_error_text(&jerr));
 				break;
 			}
 			prev = json_string_value(json_object_get(ev, "prev"));

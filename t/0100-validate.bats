@@ -75,6 +75,15 @@ ID_SYNTAX='ids match [A-Za-z0-9][A-Za-z0-9._@:+-]{0,127}'
 	assert_stderr "malformed-json.json:5:44: invalid JSON: string or '}' expected near '}'"
 }
 
+@test "malformed JSON near a control byte says the byte as \\xNN, on one line" {
+	printf '{"id":"r","items":[\001]}\n' > p.json
+	run -100 --separate-stderr agora-validate p.json
+	assert_stderr "p.json:1:20: invalid JSON: invalid token near '\\x01'"
+	printf '{"id":"r","items":[\033[2J]}\n' > q.json
+	run -100 --separate-stderr agora-validate q.json
+	assert_stderr "q.json:1:20: invalid JSON: invalid token near '\\x1b'"
+}
+
 @test "an empty file is malformed JSON" {
 	: > empty.json
 	run -100 --separate-stderr agora-validate empty.json

@@ -112,6 +112,9 @@ use done 1"
 	echo 'nope' > y.json
 	run -100 --separate-stderr agora-verify --key "$PUB" y.json
 	assert_stderr "agora-verify: bundle 'y.json' is not JSON: line 1: '[' or '{' expected near 'nope'"
+	printf '{"format":"agora-bundle",\001}' > z.json
+	run -100 --separate-stderr agora-verify --key "$PUB" z.json
+	assert_stderr "agora-verify: bundle 'z.json' is not JSON: line 1: string or '}' expected near '\\x01'"
 	run -100 --separate-stderr agora-verify --key "$PUB" missing.json
 	assert_stderr "agora-verify: cannot read 'missing.json': No such file or directory"
 }
