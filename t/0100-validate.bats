@@ -543,6 +543,13 @@ id-dotdot.json: \$.items[0].id: invalid id '../x': $ID_SYNTAX"
 	assert_stderr "agora-validate: '$BATS_TEST_TMPDIR/nothing' is not a state directory (no agora.conf); create one with agora-init"
 }
 
+@test "an agora.conf that libgit2 cannot read is said on one line, its control bytes as \\xNN" {
+	fixture valid.json
+	printf '[agora]\n\tpassEnv = a\\\033[2Jb\n' >> "$D/agora.conf"
+	run -100 --separate-stderr agora-validate valid.json
+	assert_stderr "agora-validate: cannot read '$D/agora.conf': invalid escape at \\x1b[2Jb"
+}
+
 @test "reading item by item and reading the whole plan agree on 2000 mangled plans, byte for byte" {
 	mkdir plans
 	python3 - <<'PY'
