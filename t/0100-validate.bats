@@ -389,6 +389,18 @@ p.json: $.items[0].inputs.env.N: expected string, got integer'
 	assert_stderr "valid-porki.json: --executor: executor 'exec' has no command in agora.conf, and porki nodes carry no inputs.argv or inputs.sh"
 }
 
+@test "a porki DAG refuses a dispatch executor, whose items would name no subagent" {
+	conf executor.d.kind dispatch
+	conf executor.d.repo /nowhere
+	fixture valid-porki.json
+	run -100 --separate-stderr agora-validate --executor d valid-porki.json
+	assert_stderr "valid-porki.json: --executor: executor 'd' is of kind dispatch, and porki nodes carry no inputs.subagent"
+	conf agora.porkiExecutor d
+	run -100 --separate-stderr agora-submit valid-porki.json
+	assert_stderr "valid-porki.json: \$: agora.porkiExecutor: executor 'd' is of kind dispatch, and porki nodes carry no inputs.subagent"
+	[ -z "$(ls "$D/inbox/new")" ]
+}
+
 @test "--executor is refused for an agora plan" {
 	fixture valid.json
 	run -100 --separate-stderr agora-validate --executor exec valid.json
