@@ -487,8 +487,13 @@ add_item(struct ag_run *r, const struct ag_conf *c, const json_t *it, int64_t of
 	x->max_attempts = (int)json_integer_value(json_object_get(it, "maxAttempts"));
 	if (!x->max_attempts)
 		x->max_attempts = run_max ? (int)run_max : c->max_attempts;
+	/* as validation has it: a plan.json written by hand may hold any number */
 	t = json_object_get(it, "timeout");
-	if (json_is_number(t))
+	if (t && (!json_is_number(t) || !(json_number_value(t) > 0) ||
+	    json_number_value(t) > AG_TIMEOUT_MAX))
+		return ag_error_set(AG_EINVALID, "%s/plan.json: item '%s': bad timeout", r->dir,
+		    x->id);
+	if (t)
 		x->timeout_ms = (int64_t)(json_number_value(t) * 1000);
 	x->nlocks = json_array_size(json_object_get(it, "resourceLocks"));
 	if (!(x->locks = calloc(x->nlocks + 1, sizeof(*x->locks))))

@@ -137,6 +137,20 @@ busy_tick_lock() {
 	drive good
 }
 
+@test "a run whose plan.json gives a timeout out of range is reported, and other runs go on" {
+	agora_init
+	plan p.json bad "$(item a "sleep 1000" '[]' '[]' '"timeout":5')"
+	plan q.json good "$(item a true)"
+	agora-submit p.json && agora-submit q.json
+	agora-ctl -g PAUSE
+	agora-reconcile
+	sed -i 's/"timeout":5/"timeout":1e300/' "$D/runs/bad/plan.json"
+	agora-ctl -g RESUME
+	run -0 agora-reconcile
+	assert_output "agora-reconcile: $D/runs/bad/plan.json: item 'a': bad timeout"
+	drive good
+}
+
 @test "result.json, stdout and stderr of an attempt are kept in its directory" {
 	agora_init
 	plan p.json r "$(item a "echo out; echo err >&2; exit 0")"
