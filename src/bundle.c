@@ -353,7 +353,12 @@ plan_fast(const struct bun *b)
 			len--;
 		if (!fast_line(&it, p + i, len, keep))
 			it = json_loadb(p + i, len, JSON_REJECT_DUPLICATES, NULL);
-		if (!json_is_object(it) || json_array_append_new(items, it) < 0)
+		if (!json_is_object(it)) {
+			/* an array or a number is JSON too, and is dropped */
+			json_decref(it);
+			goto fail;
+		}
+		if (json_array_append_new(items, it) < 0)
 			goto fail;
 	}
 fail:
