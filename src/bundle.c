@@ -64,6 +64,31 @@ struct report {
 	int external;		/* an external anchor holds the same checkpoint */
 };
 
+/*
+ * A detail is one line of printable ASCII, other bytes as \xNN: what it
+ * names of a forged bundle (an item id of its log) may hold a newline,
+ * and a detail cut short must not end inside a UTF-8 sequence, which
+ * JSON refuses.
+ */
+static void
+printable(char *d)
+{
+	char out[DETAIL_MAX];
+	size_t i, n = 0;
+
+	for (i = 0; d[i] && n + 5 < sizeof(out); i++) {
+		unsigned char c = (unsigned char)d[i];
+		if (c >= 0x20 && c < 0x7f) {
+			out[n++] = (char)c;
+		} else {
+			snprintf(out + n, 5, "\\x%02x", c);
+			n += 4;
+		}
+	}
+	out[n] = '\0';
+	memcpy(d, out, n + 1);
+}
+
 static void
 set(struct report *r, enum ag_check c, int ok, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -77,6 +102,7 @@ set(struct report *r, enum ag_check c, int ok, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(r->detail[c], sizeof(r->detail[c]), fmt, ap);
 	va_end(ap);
+	printable(r->detail[c]);
 }
 
 static void
@@ -1979,6 +2005,7 @@ lset(struct log_report *r, int c, int ok, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(r->detail[c], sizeof(r->detail[c]), fmt, ap);
 	va_end(ap);
+	printable(r->detail[c]);
 }
 
 /*

@@ -195,6 +195,34 @@ PY
 	assert_equal "${#stderr_lines[@]}" 3
 }
 
+@test "an item id with a newline in a forged log is named on one line, the newline as \\x0a" {
+	agora-audit --out b.json r
+	python3 - b.json <<'PY'
+import base64, json, sys
+b = json.load(open(sys.argv[1]))
+log = base64.b64decode(b["log"]["base64"]) + b'{"event":"item.ready","item":"a\\nb"}\n'
+b["log"]["base64"] = base64.b64encode(log).decode()
+json.dump(b, open(sys.argv[1], "w"))
+PY
+	run -1 --separate-stderr agora-verify --key "$PUB" b.json
+	assert_equal "${stderr_lines[0]}" "agora-verify: chain: line 10: seq is not 9"
+	assert_equal "${stderr_lines[1]}" "agora-verify: root: 1 line after run.sealed (line 9): a sealed run takes no more lines"
+	assert_equal "${stderr_lines[2]}" "agora-verify: artifacts: the bundle does not list item 'a\\x0ab'"
+	assert_equal "${#stderr_lines[@]}" 3
+	# a detail cut short inside a UTF-8 sequence keeps its check in the report
+	agora-audit --out b.json r
+	python3 - b.json <<'PY'
+import base64, json, sys
+b = json.load(open(sys.argv[1]))
+log = base64.b64decode(b["log"]["base64"]) + ('{"event":"item.ready","item":"x%s"}\n' % ("\u00e9" * 400)).encode()
+b["log"]["base64"] = base64.b64encode(log).decode()
+json.dump(b, open(sys.argv[1], "w"))
+PY
+	run -1 --separate-stderr agora-verify --json --key "$PUB" b.json
+	run -0 jq -r '.checks | keys_unsorted | join(" ")' <<< "$output"
+	assert_output "chain root signature anchor artifacts handoff"
+}
+
 @test "the global log of an untouched tree verifies, and extends its earlier checkpoints" {
 	cp "$D/audit/checkpoint" first.cp
 	sealed_run r2
