@@ -1592,6 +1592,10 @@ find_cuts(struct cut *cuts, size_t *ncuts, const char *t, size_t n)
 			continue;
 		if (!(end = string_end(t, n, i + 1, &plain)))
 			return -1;
+		/* a key spelled with an escape may be "base64" once read: cut nothing then */
+		if (memchr(t + i + 1, '\\', end - i - 1) && (v = skip_space(t, n, end + 1)) < n &&
+		    t[v] == ':')
+			return -1;
 		if (end - i - 1 == 6 && memcmp(t + i + 1, "base64", 6) == 0 &&
 		    (v = skip_space(t, n, end + 1)) < n && t[v] == ':' &&
 		    (v = skip_space(t, n, v + 1)) < n && t[v] == '"') {

@@ -119,6 +119,14 @@ use done 1"
 	assert_stderr "agora-verify: cannot read 'missing.json': No such file or directory"
 }
 
+@test "agora-verify reads a key spelled with an escape as JSON does, not as want of memory" {
+	# "base6\u0034" is "base64" to JSON: the fast reader's "@7" must not stand for a cut value
+	printf '{"format":"agora-bundle","version":1,"run":"r","items":[],"plan":{"base64":"AAAA"},"log":{"base64":"AAAA"},"x":{"base6\\u0034":"@7"}}' > b.json
+	run -1 --separate-stderr agora-verify --key "$PUB" b.json
+	assert_equal "${stderr_lines[0]}" "agora-verify: chain: line 1 has no newline at its end"
+	assert_equal "${#stderr_lines[@]}" 3
+}
+
 @test "agora-verify --json prints the report" {
 	sealed_run r
 	agora-audit --out b.json r
