@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -905,6 +906,7 @@ ag_run_follow(struct ag_run *r, void (*cb)(void *, const char *, size_t, const j
 			json_t *ev;
 			json_error_t jerr;
 			const char *prev;
+			const json_t *att;
 
 			if (!nl)
 				break;
@@ -920,6 +922,15 @@ ag_run_follow(struct ag_run *r, void (*cb)(void *, const char *, size_t, const j
 			    json_integer_value(json_object_get(ev, "seq")) != r->seq) {
 				json_decref(ev);
 				rc = ag_error_set(AG_EINVALID, "%s: line %lld: broken hash chain", path,
+				    (long long)r->seq + 1);
+				break;
+			}
+			/* the next attempt is numbered after this one: it must be an int and have one */
+			att = json_object_get(ev, "attempt");
+			if (att && (!json_is_integer(att) || json_integer_value(att) < 1 ||
+			    json_integer_value(att) >= INT_MAX)) {
+				json_decref(ev);
+				rc = ag_error_set(AG_EINVALID, "%s: line %lld: bad attempt number", path,
 				    (long long)r->seq + 1);
 				break;
 			}
