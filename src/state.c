@@ -478,6 +478,12 @@ add_item(struct ag_run *r, const struct ag_conf *c, const json_t *it, int64_t of
 	if (!json_is_string(json_object_get(it, "id")) ||
 	    !(x->id = arena_strdup(r, json_string_value(json_object_get(it, "id")))))
 		return ag_error_set(AG_EINVALID, "%s/plan.json: bad item %zu", r->dir, r->nitems);
+	/* it names the item's directory: a plan.json written by hand is held to the id syntax too */
+	if (ag_id_check(x->id, strlen(x->id)) < 0) {
+		char why[300];
+		snprintf(why, sizeof(why), "%s", ag_error_msg());
+		return ag_error_set(AG_EINVALID, "%s/plan.json: item %zu: %s", r->dir, r->nitems, why);
+	}
 	if (ag_map_put(&r->idx, x->id, r->nitems) < 0)
 		return ag_error_set(AG_EINVALID, "%s/plan.json: duplicate item '%s'", r->dir, x->id);
 	x->executor = arena_strdup(r, json_is_string(json_object_get(it, "executor")) ?

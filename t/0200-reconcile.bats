@@ -174,6 +174,18 @@ PY
 	drive good
 }
 
+@test "a plan.json written by hand whose item id leaves the run's directory is refused, and nothing is made there" {
+	agora_init
+	mkdir "$D/runs/r"
+	printf '{"id":"r","queue":"default","items":[\n%s]}\n' "$(item ../../../escaped true)" > "$D/runs/r/plan.json"
+	printf '{"seq":0,"at":"2026-01-01T00:00:00.000Z","run":"r","event":"run.submitted","prev":"%064d"}\n' 0 \
+		> "$D/runs/r/status.jsonl"
+	touch "$D/active/r"
+	run -0 agora-reconcile
+	assert_output "agora-reconcile: $D/runs/r/plan.json: item 0: invalid id '../../../escaped': ids match [A-Za-z0-9][A-Za-z0-9._@:+-]{0,127}"
+	[ ! -e "$D/escaped" ]
+}
+
 @test "result.json, stdout and stderr of an attempt are kept in its directory" {
 	agora_init
 	plan p.json r "$(item a "echo out; echo err >&2; exit 0")"
