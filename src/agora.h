@@ -89,6 +89,8 @@ void ag_buf_release(struct ag_buf *b);
 char *ag_buf_detach(struct ag_buf *b);
 /* An untrusted string made printable for a message (static, 4 in rotation). */
 const char *ag_quote(const char *s, size_t len);
+/* jansson's message of a parse error, its control bytes as \xNN (static). */
+const char *ag_json_error_text(const json_error_t *e);
 
 /* ---- fsio.c: the write rules ---- */
 

@@ -392,6 +392,9 @@ ag_anchor_put(const char *dir, const struct ag_anchor *a, const char *run)
 		if (json_is_true(json_object_get(old, "ok")) && was && strcmp(was, sha) == 0)
 			goto out;	/* done already */
 		attempts = json_integer_value(json_object_get(old, "attempts"));
+		/* this one adds one to it: a receipt edited by hand may say INT64_MAX */
+		if (attempts < 0 || attempts == INT64_MAX)
+			attempts = 0;
 	}
 	ag_error_clear();
 	ag_time_fmt(at, ag_now_ms());

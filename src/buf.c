@@ -139,3 +139,27 @@ ag_quote(const char *s, size_t len)
 	o[n] = '\0';
 	return o;
 }
+
+/*
+ * jansson's message of a parse error, as one printable line: the text
+ * near the error that it quotes is the input's, control bytes and all.
+ * Printable ASCII is kept as is, so the usual messages read the same.
+ */
+const char *
+ag_json_error_text(const json_error_t *e)
+{
+	static char out[4 * JSON_ERROR_TEXT_LENGTH + 1];
+	size_t i, n = 0;
+
+	for (i = 0; e->text[i] && i < JSON_ERROR_TEXT_LENGTH; i++) {
+		unsigned char c = (unsigned char)e->text[i];
+		if (c >= 0x20 && c < 0x7f) {
+			out[n++] = (char)c;
+		} else {
+			snprintf(out + n, 5, "\\x%02x", c);
+			n += 4;
+		}
+	}
+	out[n] = '\0';
+	return out;
+}

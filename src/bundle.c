@@ -64,6 +64,31 @@ struct report {
 	int external;		/* an external anchor holds the same checkpoint */
 };
 
+/*
+ * A detail is one line of printable ASCII, other bytes as \xNN: what it
+ * names of a forged bundle (an item id of its log) may hold a newline,
+ * and a detail cut short must not end inside a UTF-8 sequence, which
+ * JSON refuses.
+ */
+static void
+printable(char *d)
+{
+	char out[DETAIL_MAX];
+	size_t i, n = 0;
+
+	for (i = 0; d[i] && n + 5 < sizeof(out); i++) {
+		unsigned char c = (unsigned char)d[i];
+		if (c >= 0x20 && c < 0x7f) {
+			out[n++] = (char)c;
+		} else {
+			snprintf(out + n, 5, "\\x%02x", c);
+			n += 4;
+		}
+	}
+	out[n] = '\0';
+	memcpy(d, out, n + 1);
+}
+
 static void
 set(struct report *r, enum ag_check c, int ok, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -77,6 +102,7 @@ set(struct report *r, enum ag_check c, int ok, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(r->detail[c], sizeof(r->detail[c]), fmt, ap);
 	va_end(ap);
+	printable(r->detail[c]);
 }
 
 static void
@@ -353,7 +379,12 @@ plan_fast(const struct bun *b)
 			len--;
 		if (!fast_line(&it, p + i, len, keep))
 			it = json_loadb(p + i, len, JSON_REJECT_DUPLICATES, NULL);
-		if (!json_is_object(it) || json_array_append_new(items, it) < 0)
+		if (!json_is_object(it)) {
+			/* an array or a number is JSON too, and is dropped */
+			json_decref(it);
+			goto fail;
+		}
+		if (json_array_append_new(items, it) < 0)
 			goto fail;
 	}
 fail:
@@ -1561,6 +1592,10 @@ find_cuts(struct cut *cuts, size_t *ncuts, const char *t, size_t n)
 			continue;
 		if (!(end = string_end(t, n, i + 1, &plain)))
 			return -1;
+		/* a key spelled with an escape may be "base64" once read: cut nothing then */
+		if (memchr(t + i + 1, '\\', end - i - 1) && (v = skip_space(t, n, end + 1)) < n &&
+		    t[v] == ':')
+			return -1;
 		if (end - i - 1 == 6 && memcmp(t + i + 1, "base64", 6) == 0 &&
 		    (v = skip_space(t, n, end + 1)) < n && t[v] == ':' &&
 		    (v = skip_space(t, n, v + 1)) < n && t[v] == '"') {
@@ -1638,7 +1673,7 @@ ag_bundle_load(json_t **out, const char *path)
 		*out = json_loadb(text.ptr, text.len, JSON_REJECT_DUPLICATES, &err);
 	if (!*out) {
 		rc = ag_error_set(AG_EINVALID, "bundle '%s' is not JSON: line %d: %s", path,
-		    err.line, err.text);
+		    err.line, ag_json_error_text(&err));
 		goto out;
 	}
 	if (cut && paste(*out, text.ptr, cuts, ncuts) < 0) {
@@ -1974,6 +2009,7 @@ lset(struct log_report *r, int c, int ok, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(r->detail[c], sizeof(r->detail[c]), fmt, ap);
 	va_end(ap);
+	printable(r->detail[c]);
 }
 
 /*

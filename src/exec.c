@@ -414,6 +414,7 @@ prepare(struct sup *s, struct attempt *a)
 	json_array_foreach(needs, i, n) {
 		const char *kind = json_string_value(json_object_get(n, "kind"));
 		const char *ref = json_string_value(json_object_get(n, "ref"));
+		const char *key = json_string_value(json_object_get(n, "key"));
 		struct ag_buf b;
 		if (kind && strcmp(kind, "patch") == 0) {
 			if (np < AG_DEPS_MAX) {
@@ -422,13 +423,17 @@ prepare(struct sup *s, struct attempt *a)
 			}
 			continue;
 		}
-		if ((rc = ag_store_read_blob(&b, st, ref, AG_OUTPUTS_BYTES_MAX)) < 0) {
-			rep = failure(rc, "needs '%s': %s", json_string_value(json_object_get(n,
-			    "key")), ag_error_msg());
+		/* it names a file in inputs/: a plan.json written by hand may say ../x */
+		if (!ag_id_valid(key)) {
+			rep = failure(AG_EINVALID, "needs key '%s' is not an id",
+			    key ? ag_quote(key, strlen(key)) : "");
 			goto out;
 		}
-		rc = ag_path(path, sizeof(path), "%s/inputs/%s", a->adir,
-		    json_string_value(json_object_get(n, "key")));
+		if ((rc = ag_store_read_blob(&b, st, ref, AG_OUTPUTS_BYTES_MAX)) < 0) {
+			rep = failure(rc, "needs '%s': %s", key, ag_error_msg());
+			goto out;
+		}
+		rc = ag_path(path, sizeof(path), "%s/inputs/%s", a->adir, key);
 		if (rc == 0)
 			rc = ag_write_replace(path, b.ptr, b.len, 0644);
 		ag_buf_release(&b);

@@ -553,7 +553,9 @@ check_item(struct vctx *v, const char *path, json_t *it)
 
 /*
  * The executor of every node: --executor, else agora.porkiExecutor. An
- * exec executor must bring its own command, since nodes carry no argv.
+ * exec executor must bring its own command, since nodes carry no argv;
+ * a dispatch executor cannot run them at all, since they name no
+ * subagent (reconcile would refuse the items it made of them).
  */
 static void
 check_porki_executor(struct vctx *v, const char *executor, int from_option)
@@ -575,6 +577,9 @@ check_porki_executor(struct vctx *v, const char *executor, int from_option)
 	else if (strcmp(ex->kind, "exec") == 0 && !ex->command)
 		verr(v, path, "%sexecutor '%s' has no command in agora.conf, and porki nodes "
 		    "carry no inputs.argv or inputs.sh", what, executor);
+	else if (strcmp(ex->kind, "dispatch") == 0)
+		verr(v, path, "%sexecutor '%s' is of kind dispatch, and porki nodes carry no "
+		    "inputs.subagent", what, executor);
 }
 
 static void
@@ -1166,7 +1171,7 @@ ag_plan_parse(struct ag_plan *out, struct ag_buf *errs, const struct ag_conf *co
 		root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
 		if (!root) {
 			ag_buf_printf(errs, "%s:%d:%d: invalid JSON: %s\n", o->name, jerr.line,
-			    jerr.column, jerr.text);
+			    jerr.column, ag_json_error_text(&jerr));
 			goto out;
 		}
 		if (!json_is_object(root)) {

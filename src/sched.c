@@ -278,9 +278,10 @@ who(char *out, size_t size, const struct holder *h, const struct ag_run *self)
 		snprintf(out, size, "%s/%s", h->run->id, h->run->items[h->item].id);
 }
 
+/* 64 bits: the slot counts of a plan.json written by hand add up past INT_MAX */
 struct usage {
 	const char *name;
-	int used;
+	int64_t used;
 };
 
 static struct usage *
@@ -514,8 +515,8 @@ ag_sched_pick(struct ag_actions *out, struct ag_run **runs, size_t nruns,
 			continue;
 		}
 		if (qc->concurrency && q->used >= qc->concurrency)
-			snprintf(a->reason, sizeof(a->reason), "queue '%s' full (%d/%d)",
-			    r->queue, q->used, qc->concurrency);
+			snprintf(a->reason, sizeof(a->reason), "queue '%s' full (%lld/%d)",
+			    r->queue, (long long)q->used, qc->concurrency);
 		else if (c->concurrency && running >= c->concurrency)
 			snprintf(a->reason, sizeof(a->reason), "global concurrency full (%d/%d)",
 			    running, c->concurrency);
@@ -545,8 +546,9 @@ ag_sched_pick(struct ag_actions *out, struct ag_run **runs, size_t nruns,
 			} else {
 				if (sc && sc->wait_ms)
 					a->until = it->ready_at + sc->wait_ms + 1;
-				snprintf(a->reason, sizeof(a->reason), "slot '%s' (%d/%d in use)",
-				    it->slots[slot_full].name, s ? s->used : 0, sc ? sc->capacity : 0);
+				snprintf(a->reason, sizeof(a->reason), "slot '%s' (%lld/%d in use)",
+				    it->slots[slot_full].name, s ? (long long)s->used : 0,
+				    sc ? sc->capacity : 0);
 			}
 			continue;
 		}

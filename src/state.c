@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -477,6 +478,12 @@ add_item(struct ag_run *r, const struct ag_conf *c, const json_t *it, int64_t of
 	if (!json_is_string(json_object_get(it, "id")) ||
 	    !(x->id = arena_strdup(r, json_string_value(json_object_get(it, "id")))))
 		return ag_error_set(AG_EINVALID, "%s/plan.json: bad item %zu", r->dir, r->nitems);
+	/* it names the item's directory: a plan.json written by hand is held to the id syntax too */
+	if (ag_id_check(x->id, strlen(x->id)) < 0) {
+		char why[300];
+		snprintf(why, sizeof(why), "%s", ag_error_msg());
+		return ag_error_set(AG_EINVALID, "%s/plan.json: item %zu: %s", r->dir, r->nitems, why);
+	}
 	if (ag_map_put(&r->idx, x->id, r->nitems) < 0)
 		return ag_error_set(AG_EINVALID, "%s/plan.json: duplicate item '%s'", r->dir, x->id);
 	x->executor = arena_strdup(r, json_is_string(json_object_get(it, "executor")) ?
@@ -487,8 +494,13 @@ add_item(struct ag_run *r, const struct ag_conf *c, const json_t *it, int64_t of
 	x->max_attempts = (int)json_integer_value(json_object_get(it, "maxAttempts"));
 	if (!x->max_attempts)
 		x->max_attempts = run_max ? (int)run_max : c->max_attempts;
+	/* as validation has it: a plan.json written by hand may hold any number */
 	t = json_object_get(it, "timeout");
-	if (json_is_number(t))
+	if (t && (!json_is_number(t) || !(json_number_value(t) > 0) ||
+	    json_number_value(t) > AG_TIMEOUT_MAX))
+		return ag_error_set(AG_EINVALID, "%s/plan.json: item '%s': bad timeout", r->dir,
+		    x->id);
+	if (t)
 		x->timeout_ms = (int64_t)(json_number_value(t) * 1000);
 	x->nlocks = json_array_size(json_object_get(it, "resourceLocks"));
 	if (!(x->locks = calloc(x->nlocks + 1, sizeof(*x->locks))))
@@ -715,7 +727,8 @@ load_whole(struct ag_run *r, const struct ag_conf *c, const char *path)
 	r->full = json_loadb(b.ptr, b.len, 0, &jerr);
 	ag_buf_release(&b);
 	if (!r->full)
-		return ag_error_set(AG_EINVALID, "%s:%d: invalid JSON: %s", path, jerr.line, jerr.text);
+		return ag_error_set(AG_EINVALID, "%s:%d: invalid JSON: %s", path, jerr.line,
+		    ag_json_error_text(&jerr));
 	r->plan = json_deep_copy(r->full);
 	items = json_object_get(r->full, "items");
 	n = json_array_size(items);
@@ -899,6 +912,7 @@ ag_run_follow(struct ag_run *r, void (*cb)(void *, const char *, size_t, const j
 			json_t *ev;
 			json_error_t jerr;
 			const char *prev;
+			const json_t *att;
 
 			if (!nl)
 				break;
@@ -906,7 +920,7 @@ ag_run_follow(struct ag_run *r, void (*cb)(void *, const char *, size_t, const j
 			ev = json_loadb(b.ptr + off, len, 0, &jerr);
 			if (!ev) {
 				rc = ag_error_set(AG_EINVALID, "%s: line %lld: invalid JSON: %s", path,
-				    (long long)r->seq + 1, jerr.text);
+				    (long long)r->seq + 1, ag_json_error_text(&jerr));
 				break;
 			}
 			prev = json_string_value(json_object_get(ev, "prev"));
@@ -914,6 +928,15 @@ ag_run_follow(struct ag_run *r, void (*cb)(void *, const char *, size_t, const j
 			    json_integer_value(json_object_get(ev, "seq")) != r->seq) {
 				json_decref(ev);
 				rc = ag_error_set(AG_EINVALID, "%s: line %lld: broken hash chain", path,
+				    (long long)r->seq + 1);
+				break;
+			}
+			/* the next attempt is numbered after this one: it must be an int and have one */
+			att = json_object_get(ev, "attempt");
+			if (att && (!json_is_integer(att) || json_integer_value(att) < 1 ||
+			    json_integer_value(att) >= INT_MAX)) {
+				json_decref(ev);
+				rc = ag_error_set(AG_EINVALID, "%s: line %lld: bad attempt number", path,
 				    (long long)r->seq + 1);
 				break;
 			}

@@ -75,6 +75,15 @@ ID_SYNTAX='ids match [A-Za-z0-9][A-Za-z0-9._@:+-]{0,127}'
 	assert_stderr "malformed-json.json:5:44: invalid JSON: string or '}' expected near '}'"
 }
 
+@test "malformed JSON near a control byte says the byte as \\xNN, on one line" {
+	printf '{"id":"r","items":[\001]}\n' > p.json
+	run -100 --separate-stderr agora-validate p.json
+	assert_stderr "p.json:1:20: invalid JSON: invalid token near '\\x01'"
+	printf '{"id":"r","items":[\033[2J]}\n' > q.json
+	run -100 --separate-stderr agora-validate q.json
+	assert_stderr "q.json:1:20: invalid JSON: invalid token near '\\x1b'"
+}
+
 @test "an empty file is malformed JSON" {
 	: > empty.json
 	run -100 --separate-stderr agora-validate empty.json
@@ -380,6 +389,18 @@ p.json: $.items[0].inputs.env.N: expected string, got integer'
 	assert_stderr "valid-porki.json: --executor: executor 'exec' has no command in agora.conf, and porki nodes carry no inputs.argv or inputs.sh"
 }
 
+@test "a porki DAG refuses a dispatch executor, whose items would name no subagent" {
+	conf executor.d.kind dispatch
+	conf executor.d.repo /nowhere
+	fixture valid-porki.json
+	run -100 --separate-stderr agora-validate --executor d valid-porki.json
+	assert_stderr "valid-porki.json: --executor: executor 'd' is of kind dispatch, and porki nodes carry no inputs.subagent"
+	conf agora.porkiExecutor d
+	run -100 --separate-stderr agora-submit valid-porki.json
+	assert_stderr "valid-porki.json: \$: agora.porkiExecutor: executor 'd' is of kind dispatch, and porki nodes carry no inputs.subagent"
+	[ -z "$(ls "$D/inbox/new")" ]
+}
+
 @test "--executor is refused for an agora plan" {
 	fixture valid.json
 	run -100 --separate-stderr agora-validate --executor exec valid.json
@@ -532,6 +553,13 @@ id-dotdot.json: \$.items[0].id: invalid id '../x': $ID_SYNTAX"
 	fixture valid.json
 	run -100 --separate-stderr agora-validate -d "$BATS_TEST_TMPDIR/nothing" valid.json
 	assert_stderr "agora-validate: '$BATS_TEST_TMPDIR/nothing' is not a state directory (no agora.conf); create one with agora-init"
+}
+
+@test "an agora.conf that libgit2 cannot read is said on one line, its control bytes as \\xNN" {
+	fixture valid.json
+	printf '[agora]\n\tpassEnv = a\\\033[2Jb\n' >> "$D/agora.conf"
+	run -100 --separate-stderr agora-validate valid.json
+	assert_stderr "agora-validate: cannot read '$D/agora.conf': invalid escape at \\x1b[2Jb"
 }
 
 @test "reading item by item and reading the whole plan agree on 2000 mangled plans, byte for byte" {

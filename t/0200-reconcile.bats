@@ -137,6 +137,55 @@ busy_tick_lock() {
 	drive good
 }
 
+@test "a run whose plan.json gives a timeout out of range is reported, and other runs go on" {
+	agora_init
+	plan p.json bad "$(item a "sleep 1000" '[]' '[]' '"timeout":5')"
+	plan q.json good "$(item a true)"
+	agora-submit p.json && agora-submit q.json
+	agora-ctl -g PAUSE
+	agora-reconcile
+	sed -i 's/"timeout":5/"timeout":1e300/' "$D/runs/bad/plan.json"
+	agora-ctl -g RESUME
+	run -0 agora-reconcile
+	assert_output "agora-reconcile: $D/runs/bad/plan.json: item 'a': bad timeout"
+	drive good
+}
+
+@test "a run whose log numbers an attempt INT_MAX is reported, not fired past it, and other runs go on" {
+	agora_init agora.maxAttempts 2 agora.backoff 1h
+	plan p.json bad "$(item a false)"
+	plan q.json good "$(item a true)"
+	agora-submit p.json && agora-submit q.json
+	wait_for "agora-reconcile; grep -q item.retrying '$D/runs/bad/status.jsonl'"
+	# a forger renumbers attempt 1, makes its retry due and mends the chain
+	python3 - "$D/runs/bad/status.jsonl" <<'PY'
+import hashlib, re, sys
+lines = open(sys.argv[1], "rb").read().split(b"\n")[:-1]
+prev = b"0" * 64
+for i, l in enumerate(lines):
+	l = l.replace(b'"attempt":1,', b'"attempt":2147483647,')
+	l = re.sub(rb'"retryAt":"[^"]*"', b'"retryAt":"2000-01-01T00:00:00.000Z"', l)
+	lines[i] = l[:l.rindex(b'"prev":"') + 8] + prev + l[l.rindex(b'"prev":"') + 72:]
+	prev = hashlib.sha256(lines[i]).hexdigest().encode()
+open(sys.argv[1], "wb").write(b"\n".join(lines) + b"\n")
+PY
+	run -0 agora-reconcile
+	assert_output "agora-reconcile: $D/runs/bad/status.jsonl: line 3: bad attempt number"
+	drive good
+}
+
+@test "a plan.json written by hand whose item id leaves the run's directory is refused, and nothing is made there" {
+	agora_init
+	mkdir "$D/runs/r"
+	printf '{"id":"r","queue":"default","items":[\n%s]}\n' "$(item ../../../escaped true)" > "$D/runs/r/plan.json"
+	printf '{"seq":0,"at":"2026-01-01T00:00:00.000Z","run":"r","event":"run.submitted","prev":"%064d"}\n' 0 \
+		> "$D/runs/r/status.jsonl"
+	touch "$D/active/r"
+	run -0 agora-reconcile
+	assert_output "agora-reconcile: $D/runs/r/plan.json: item 0: invalid id '../../../escaped': ids match [A-Za-z0-9][A-Za-z0-9._@:+-]{0,127}"
+	[ ! -e "$D/escaped" ]
+}
+
 @test "result.json, stdout and stderr of an attempt are kept in its directory" {
 	agora_init
 	plan p.json r "$(item a "echo out; echo err >&2; exit 0")"

@@ -257,6 +257,32 @@ release_all() {
 	release_all
 }
 
+@test "why: the slot counts of a plan.json written by hand add up past INT_MAX" {
+	agora_init slot.llm.capacity 2 queue.default.concurrency 0
+	mkdir "$D/runs/r"
+	cat > "$D/runs/r/plan.json" <<'EOF'
+{"id":"r","queue":"default","items":[
+{"id":"a","executor":"exec","inputs":{"sh":"true"},"depends_on":[],"resourceLocks":[],"slots":{"llm":2000000000}},
+{"id":"b","executor":"exec","inputs":{"sh":"true"},"depends_on":[],"resourceLocks":[],"slots":{"llm":2000000000}},
+{"id":"c","executor":"exec","inputs":{"sh":"true"},"depends_on":[],"resourceLocks":[],"slots":{"llm":1}}]}
+EOF
+	# a and b running, each holding two billion units of llm, chained as reconcile chains
+	python3 - "$D/runs/r/status.jsonl" <<'PY'
+import hashlib, json, sys
+prev, out = "0" * 64, []
+for i, e in enumerate([{"event": "run.submitted"}] +
+		[{"event": "item.ready", "item": x, "status": "ready"} for x in "abc"] +
+		[{"event": "item.running", "item": x, "status": "running", "attempt": 1} for x in "ab"]):
+	line = json.dumps(dict({"seq": i, "at": "2026-01-01T00:00:00.000Z", "run": "r"}, **e,
+		prev=prev), separators=(",", ":"))
+	out.append(line)
+	prev = hashlib.sha256(line.encode()).hexdigest()
+open(sys.argv[1], "w").write("\n".join(out) + "\n")
+PY
+	run -0 agora-status r
+	assert_line "$(row c ready 0 0 - "slot 'llm' (4000000000/2 in use)")"
+}
+
 @test "status RUN ITEM shows one item in detail" {
 	agora_init slot.llm.capacity 1
 	plan p.json r "$(hold a '[]' '["k"]'),$(item b true '["a"]' '["k","src/x y"]' '"slots":{"llm":1},"priority":4')"

@@ -169,6 +169,17 @@ make_remote() { # a bare repository that refuses non-fast-forward pushes and del
 	refute_line --partial "anchor notary"
 }
 
+@test "a receipt edited to count INT64_MAX attempts counts from 1 again, and the anchor is retried" {
+	conf anchor.notary.kind command
+	conf anchor.notary.command "cat >/dev/null; [ -e $T/ok ] || exit 3; echo fine"
+	submit r
+	wait_for 'agora-reconcile 2>/dev/null; [ -e "$D/audit/receipts/r/notary.json" ]'
+	sed -i 's/"attempts":1,/"attempts":9223372036854775807,/' "$D/audit/receipts/r/notary.json"
+	run -0 --separate-stderr agora-reconcile
+	assert_stderr "agora-reconcile: anchor 'notary' of run 'r' failed: anchor command exited 3"
+	assert_equal "$(receipt r notary attempts)" 1
+}
+
 @test "an anchor without its kind, or without its path, is a configuration error" {
 	# a tick with work reads agora.conf (an idle one does not)
 	plan p.json r "$(item a true)"

@@ -166,6 +166,21 @@ printf "// edited by %s\n" "$AGORA_ITEM" >> "$f"'
 	assert_output --partial '"outputs":[{"path":"report.txt","ref":"git:'
 }
 
+@test "a needs key of a plan.json edited by hand that leaves inputs/ fails the consumer, and nothing is written there" {
+	agent make 'printf "report\n" > "$AGORA_OUTPUTS_DIR/report.txt"'
+	agent read 'true'
+	plan p.json r "$(ditem m make),$(ditem c read null '[]' '"needs":{"rep":{"from":"m","select":{"kind":"output","path":"report.txt"}}}')"
+	agora-ctl -g PAUSE
+	agora-submit p.json
+	tick
+	sed -i 's|"needs":{"rep":|"needs":{"../../../../escaped":|' "$D/runs/r/plan.json"
+	agora-ctl -g RESUME
+	drive r
+	assert_equal "$(item_status r c)" failed
+	assert_equal "$(reason r c)" "needs key '../../../../escaped' is not an id"
+	[ ! -e "$D/runs/r/escaped" ]
+}
+
 @test "an exec item's outputs become output refs too" {
 	plan p.json r "$(item e 'echo hi > $AGORA_OUTPUTS_DIR/o.txt; mkdir $AGORA_OUTPUTS_DIR/sub; echo x > $AGORA_OUTPUTS_DIR/sub/y')"
 	agora-submit p.json

@@ -112,8 +112,19 @@ use done 1"
 	echo 'nope' > y.json
 	run -100 --separate-stderr agora-verify --key "$PUB" y.json
 	assert_stderr "agora-verify: bundle 'y.json' is not JSON: line 1: '[' or '{' expected near 'nope'"
+	printf '{"format":"agora-bundle",\001}' > z.json
+	run -100 --separate-stderr agora-verify --key "$PUB" z.json
+	assert_stderr "agora-verify: bundle 'z.json' is not JSON: line 1: string or '}' expected near '\\x01'"
 	run -100 --separate-stderr agora-verify --key "$PUB" missing.json
 	assert_stderr "agora-verify: cannot read 'missing.json': No such file or directory"
+}
+
+@test "agora-verify reads a key spelled with an escape as JSON does, not as want of memory" {
+	# "base6\u0034" is "base64" to JSON: the fast reader's "@7" must not stand for a cut value
+	printf '{"format":"agora-bundle","version":1,"run":"r","items":[],"plan":{"base64":"AAAA"},"log":{"base64":"AAAA"},"x":{"base6\\u0034":"@7"}}' > b.json
+	run -1 --separate-stderr agora-verify --key "$PUB" b.json
+	assert_equal "${stderr_lines[0]}" "agora-verify: chain: line 1 has no newline at its end"
+	assert_equal "${#stderr_lines[@]}" 3
 }
 
 @test "agora-verify --json prints the report" {

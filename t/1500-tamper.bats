@@ -169,6 +169,60 @@ PY
 	assert_equal "${stderr_lines[0]}" "agora-verify: root: the root of lines 1-8 is $(root_of "$LOG" 8), the checkpoint says $(root_of log.orig 8)"
 }
 
+@test "a plan whose item line is not an object, bound to a re-chained log, fails the root and leaks nothing" {
+	agora-audit --out b.json r
+	python3 - b.json <<'PY'
+import base64, hashlib, json, sys
+b = json.load(open(sys.argv[1]))
+plan = base64.b64decode(b["plan"]["base64"]).split(b"\n")
+plan[1] = b"[1],"
+plan = b"\n".join(plan)
+lines = base64.b64decode(b["log"]["base64"]).split(b"\n")[:-1]
+j = lines[0].index(b'"planSha256":"') + 14
+lines[0] = lines[0][:j] + hashlib.sha256(plan).hexdigest().encode() + lines[0][j + 64:]
+for i in range(1, len(lines)):
+    j = lines[i].rindex(b'"prev":"') + 8
+    lines[i] = lines[i][:j] + hashlib.sha256(lines[i - 1]).hexdigest().encode() + lines[i][j + 64:]
+b["plan"]["base64"] = base64.b64encode(plan).decode()
+b["log"]["base64"] = base64.b64encode(b"\n".join(lines) + b"\n").decode()
+json.dump(b, open(sys.argv[1], "w"))
+PY
+	# in a sanitizer build, LeakSanitizer makes the exit 23 at a leak
+	ASAN_OPTIONS=detect_leaks=1:exitcode=23 run -1 --separate-stderr agora-verify --key "$PUB" b.json
+	[[ ${stderr_lines[0]} == "agora-verify: root: the root of lines 1-8 is "*", the checkpoint says $(root_of "$LOG" 8)" ]]
+	assert_equal "${stderr_lines[1]}" "agora-verify: artifacts: the bundle's item 'use' is not what the log says of it"
+	assert_equal "${stderr_lines[2]}" "agora-verify: handoff: line 6: item 'use' consumed $(done_field r edit resultRef) for 'code', which no done item of run 'r' produced before it"
+	assert_equal "${#stderr_lines[@]}" 3
+}
+
+@test "an item id with a newline in a forged log is named on one line, the newline as \\x0a" {
+	agora-audit --out b.json r
+	python3 - b.json <<'PY'
+import base64, json, sys
+b = json.load(open(sys.argv[1]))
+log = base64.b64decode(b["log"]["base64"]) + b'{"event":"item.ready","item":"a\\nb"}\n'
+b["log"]["base64"] = base64.b64encode(log).decode()
+json.dump(b, open(sys.argv[1], "w"))
+PY
+	run -1 --separate-stderr agora-verify --key "$PUB" b.json
+	assert_equal "${stderr_lines[0]}" "agora-verify: chain: line 10: seq is not 9"
+	assert_equal "${stderr_lines[1]}" "agora-verify: root: 1 line after run.sealed (line 9): a sealed run takes no more lines"
+	assert_equal "${stderr_lines[2]}" "agora-verify: artifacts: the bundle does not list item 'a\\x0ab'"
+	assert_equal "${#stderr_lines[@]}" 3
+	# a detail cut short inside a UTF-8 sequence keeps its check in the report
+	agora-audit --out b.json r
+	python3 - b.json <<'PY'
+import base64, json, sys
+b = json.load(open(sys.argv[1]))
+log = base64.b64decode(b["log"]["base64"]) + ('{"event":"item.ready","item":"x%s"}\n' % ("\u00e9" * 400)).encode()
+b["log"]["base64"] = base64.b64encode(log).decode()
+json.dump(b, open(sys.argv[1], "w"))
+PY
+	run -1 --separate-stderr agora-verify --json --key "$PUB" b.json
+	run -0 jq -r '.checks | keys_unsorted | join(" ")' <<< "$output"
+	assert_output "chain root signature anchor artifacts handoff"
+}
+
 @test "the global log of an untouched tree verifies, and extends its earlier checkpoints" {
 	cp "$D/audit/checkpoint" first.cp
 	sealed_run r2
